@@ -1,0 +1,26 @@
+# gex-workflow: influence estimation with Geometric Ensembles (GEX) and baselines.
+# Run: snakemake --cores all   (see README.md for targets, config knobs and profiles)
+from snakemake.utils import min_version, validate
+
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/pretrain.smk"
+include: "rules/ensemble.smk"
+include: "rules/influence.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

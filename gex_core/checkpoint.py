@@ -1,0 +1,75 @@
+"""Model checkpoints as flax msgpack: plain arrays only, never pickle, never code."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from flax import serialization
+from flax.traverse_util import flatten_dict
+
+from gex_core.io import write_bytes
+
+Params = Any
+
+
+def save_params(path: str | os.PathLike, tree: Params | list[Params]) -> None:
+    """Serialise a parameter pytree (or a list of them) atomically to `path`."""
+    host = jax.tree_util.tree_map(np.asarray, tree)
+    write_bytes(path, serialization.msgpack_serialize(serialization.to_state_dict(host)))
+
+
+def _read_state(path: str | os.PathLike) -> dict:
+    try:
+        state = serialization.msgpack_restore(open(path, "rb").read())
+    except Exception as err:  # msgpack raises several unrelated types
+        raise ValueError(
+            f"{path}: not a gex-workflow checkpoint (flax msgpack expected): {err}"
+        ) from err
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a gex-workflow checkpoint (no parameter tree)")
+    return state
+
+
+def _shapes(state: dict) -> dict[str, tuple[int, ...]]:
+    return {"/".join(k): tuple(np.shape(v)) for k, v in flatten_dict(state).items()}
+
+
+def _restore_checked(state: dict, template: Params, where: str) -> Params:
+    want = _shapes(serialization.to_state_dict(template))
+    got = _shapes(state)
+    if want != got:
+        missing = sorted(set(want) - set(got))[:3]
+        extra = sorted(set(got) - set(want))[:3]
+        differ = [
+            f"{k}: file {got[k]} vs model {want[k]}"
+            for k in sorted(set(want) & set(got))
+            if want[k] != got[k]
+        ][:3]
+        raise ValueError(
+            f"{where}: checkpoint does not match the configured model "
+            f"(missing {missing}, unexpected {extra}, shape differences {differ})"
+        )
+    return serialization.from_state_dict(template, state)
+
+
+def load_params(path: str | os.PathLike, template: Params) -> Params:
+    """Read a checkpoint into the structure of `template`, checking every shape.
+
+    Raises ValueError naming the file and the first mismatching entries when the file is
+    not msgpack or was written for another model.
+    """
+    return _restore_checked(_read_state(path), template, str(path))
+
+
+def load_params_list(path: str | os.PathLike, template: Params) -> list[Params]:
+    """Read a list of parameter trees saved by `save_params`, checking every shape."""
+    state = _read_state(path)
+    if not state or not all(k.isdigit() for k in state):
+        raise ValueError(f"{path}: expected a list of parameter trees")
+    return [
+        _restore_checked(state[str(i)], template, f"{path}[{i}]")
+        for i in range(len(state))
+    ]

@@ -1,0 +1,1 @@
+"""Influence estimators. `registry` is importable without JAX; method modules are not."""

@@ -1,0 +1,83 @@
+"""Per-sample gradients projected on fixed directions: S[n, k] = g_n^T v_k.
+
+g_n is the gradient of sample n's loss at `params` (no weight decay). Two equivalent
+strategies: forward-mode JVPs (one per direction, vmapped over directions) or vmapped
+per-sample gradients multiplied by the direction matrix. `benchmarks/projection.py`
+measures both; the faster one is the default of every method that projects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from gex_core.batching import batched_map
+from gex_core.losses import per_sample_loss
+
+Params = Any
+STRATEGIES = ("jvp", "vjp")
+
+
+def random_directions(key: jax.Array, params: Params, num: int) -> Params:
+    """num directions v_k ~ N(0, I_P), as a pytree whose leaves have a leading (num,)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    stacked = [
+        jax.random.normal(k, (num, *leaf.shape), leaf.dtype)
+        for k, leaf in zip(keys, leaves, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, stacked)
+
+
+def make_projector(
+    apply: Callable, strategy: str
+) -> Callable[[Params, Params, jax.Array, jax.Array], jax.Array]:
+    """Jitted fn(params, directions, x (B, ...), y (B,)) -> S (B, num directions)."""
+    if strategy == "jvp":
+
+        @jax.jit
+        def project(params, directions, x, y):
+            def batch_losses(p):
+                return per_sample_loss(apply(p, x), y)
+
+            def along(v):
+                return jax.jvp(batch_losses, (params,), (v,))[1]
+
+            return jax.vmap(along, out_axes=1)(directions)
+
+    elif strategy == "vjp":
+
+        @jax.jit
+        def project(params, directions, x, y):
+            def sample_loss(p, xi, yi):
+                return per_sample_loss(apply(p, xi[None]), yi[None])[0]
+
+            grads = jax.vmap(jax.grad(sample_loss), in_axes=(None, 0, 0))(params, x, y)
+            flat_grads = jax.vmap(lambda g: ravel_pytree(g)[0])(grads)
+            flat_dirs = jax.vmap(lambda v: ravel_pytree(v)[0])(directions)
+            return flat_grads @ flat_dirs.T
+
+    else:
+        raise ValueError(f"unknown projection strategy {strategy!r}; known: {STRATEGIES}")
+    return project
+
+
+def project_gradients(
+    apply: Callable,
+    params: Params,
+    directions: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    strategy: str = "jvp",
+) -> np.ndarray:
+    """S (N, K) with S[n, k] = g_n^T v_k for every sample, each seen exactly once."""
+    project = make_projector(apply, strategy)
+    return batched_map(
+        lambda xb, yb: project(params, directions, xb, yb), (x, y), batch_size
+    )

@@ -1,0 +1,72 @@
+"""RandProj: identity-Hessian influence with Gaussian random projections.
+
+self_n = (1/d) sum_k (g_n^T v_k)^2, an unbiased estimate of ||g_n||^2 since E[v v^T] = I.
+test_n = (1/d) sum_k t_k (g_n^T v_k) with t_k = mean_j g'_j^T v_k, an unbiased estimate of
+g_te^T g_n (a mean over k for both, unlike the research code's sum for the test score).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gex_core.influence.projection import project_gradients, random_directions
+from gex_core.influence.scores import Scores
+
+Params = Any
+
+
+def scores_from_projections(train_proj: np.ndarray, test_proj: np.ndarray) -> Scores:
+    """train_proj: (N, d), test_proj: (N_te, d) -> self and test influence (N,)."""
+    train_proj = np.asarray(train_proj, np.float64)
+    mean_test = np.asarray(test_proj, np.float64).mean(axis=0)
+    num = train_proj.shape[1]
+    return Scores(
+        self_influence=np.sum(train_proj**2, axis=1) / num,
+        test_influence=train_proj @ mean_test / num,
+    )
+
+
+def randproj_scores(
+    apply: Callable,
+    params: Params,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    key,
+    dim: int,
+    batch_size: int,
+    strategy: str,
+) -> Scores:
+    """Project train and test gradients at `params` on `dim` directions drawn from key."""
+    directions = random_directions(key, params, dim)
+    train_proj = project_gradients(
+        apply, params, directions, x_train, y_train, batch_size, strategy
+    )
+    test_proj = project_gradients(
+        apply, params, directions, x_test, y_test, batch_size, strategy
+    )
+    return scores_from_projections(train_proj, test_proj)
+
+
+def compute(inputs, hp: dict) -> Scores:
+    """Registry entry: hp = {"dim": int, "strategy": "jvp" | "vjp"}."""
+    from gex_core.seeds import jax_key
+
+    data = inputs.data
+    return randproj_scores(
+        inputs.model.apply,
+        inputs.params,
+        data.x_train,
+        data.y_train,
+        data.x_test,
+        data.y_test,
+        key=jax_key(inputs.seed, "randproj"),
+        dim=int(hp["dim"]),
+        batch_size=inputs.eval_batch_size,
+        strategy=str(hp["strategy"]),
+    )

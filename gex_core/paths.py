@@ -1,0 +1,83 @@
+"""Hyperparameter-named result paths: the one place that turns config values into names.
+
+A stage's folder names every knob the stage depends on, its own and its inputs', so a
+changed knob makes new targets and leaves other stages' results cached:
+
+    results/{dataset}/noise-{noise}/labels/seed{seed}.npz
+    results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/model.msgpack
+    .../seed{seed}/ensemble/{ensemble}/chain{chain}.npz
+    .../seed{seed}/influence/{method}/{hparams}/scores.npz
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gex_core.influence.registry import get_method
+
+NOISE_KINDS = {"symmetric": "sym"}
+
+RUN = "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}"
+LABELS = "results/{dataset}/noise-{noise}/labels/seed{seed}"
+PRETRAIN = RUN + "/pretrain"
+ENSEMBLE = RUN + "/ensemble/{ensemble}"
+INFLUENCE = RUN + "/influence/{method}/{hparams}"
+SUMMARY = "results/{dataset}/summary"
+
+
+def fmt(value: Any) -> str:
+    """Canonical text of a knob: ints as ints, floats by repr (0.1, 0.0005, 1e-05)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def noise_segment(noise: Mapping[str, Any]) -> str:
+    """{"kind": "symmetric", "ratio": 0.1} -> "sym0.1"."""
+    return f"{NOISE_KINDS[noise['kind']]}{fmt(float(noise['ratio']))}"
+
+
+def train_segment(pretrain: Mapping[str, Any]) -> str:
+    """Pretraining recipe -> "sgd-e60-b64-lr0.05-wd0.0005-wu0.1-m0.9"."""
+    return (
+        f"sgd-e{pretrain['epochs']}-b{pretrain['batch_size']}-lr{fmt(pretrain['lr'])}"
+        f"-wd{fmt(pretrain['weight_decay'])}-wu{fmt(pretrain['warmup_ratio'])}"
+        f"-m{fmt(pretrain['momentum'])}-T{pretrain['num_checkpoints']}"
+    )
+
+
+def ensemble_segment(ensemble: Mapping[str, Any]) -> str:
+    """Chain recipe (not the chain count K) -> "ft-lr0.1-s100-b64-S2".
+
+    K is left out so that adding chains reuses the existing ones.
+    """
+    return (
+        f"ft-lr{fmt(ensemble['ft_lr'])}-s{ensemble['ft_steps']}"
+        f"-b{ensemble['batch_size']}-S{ensemble['stages']}"
+    )
+
+
+def method_segment(name: str, config: Mapping[str, Any]) -> str:
+    """A method's own knobs, prefixed by its upstream recipe where it has one.
+
+    gex -> "ft-lr0.1-s100-b64-S2-K4-tau0.05"; randproj -> "d20".
+    """
+    spec = get_method(name)
+    hp = config["influence"][name]
+    parts = []
+    if "ensemble" in spec.needs:
+        parts += [ensemble_segment(config["ensemble"]), f"K{config['ensemble']['chains']}"]
+    parts += [f"{label}{fmt(hp[key])}" for key, label in spec.hparams.items()]
+    return "-".join(parts) if parts else "default"
+
+
+def run_wildcards(config: Mapping[str, Any], seed: int) -> dict[str, str]:
+    """Values of the {dataset}, {noise}, {model}, {train}, {seed} wildcards of a run."""
+    return {
+        "dataset": config["dataset"],
+        "noise": noise_segment(config["noise"]),
+        "model": config["model"],
+        "train": train_segment(config["pretrain"]),
+        "seed": str(seed),
+    }

@@ -1,0 +1,59 @@
+"""Ensemble stage: one GEX chain; member losses and member parameters out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from gex_core.checkpoint import load_params, save_params
+from gex_core.data import load_dataset
+from gex_core.ensemble import run_chain
+from gex_core.io import read_npz, write_npz
+from gex_core.models import make_model
+
+
+def run_ensemble_chain(
+    *,
+    dataset: str,
+    model_name: str,
+    labels_path: str,
+    model_path: str,
+    seed: int,
+    chain: int,
+    recipe: Mapping[str, Any],
+    weight_decay: float,
+    momentum: float,
+    eval_batch_size: int,
+    outputs: Mapping[str, str],
+) -> None:
+    """outputs: losses (.npz with train_losses (S, N), test_losses (S, N_te)), members."""
+    data = load_dataset(dataset)
+    noisy = read_npz(labels_path, ("noisy",))["noisy"]
+    model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
+    pretrained = load_params(model_path, model.init(jax.random.key(0)))
+    result = run_chain(
+        model,
+        pretrained,
+        data.x_train,
+        noisy,
+        data.x_test,
+        data.y_test,
+        seed=seed,
+        chain=chain,
+        stages=int(recipe["stages"]),
+        ft_lr=float(recipe["ft_lr"]),
+        ft_steps=int(recipe["ft_steps"]),
+        batch_size=int(recipe["batch_size"]),
+        weight_decay=weight_decay,
+        momentum=momentum,
+        eval_batch_size=eval_batch_size,
+    )
+    save_params(outputs["members"], result.members)
+    write_npz(
+        outputs["losses"],
+        train_losses=result.train_losses.astype(np.float32),
+        test_losses=result.test_losses.astype(np.float32),
+    )

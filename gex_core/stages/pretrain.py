@@ -1,0 +1,84 @@
+"""Pretraining stage: noisy labels in; model, trajectory, record, losses, history out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from gex_core.checkpoint import save_params
+from gex_core.data import load_dataset
+from gex_core.io import read_npz, save_figure, write_npz, write_table
+from gex_core.models import make_model, num_params
+from gex_core.plots import learning_curve
+from gex_core.train import evaluate, make_eval_fn, pretrain
+
+
+def timed_forward_pass(eval_fn, params, x, y, batch_size: int) -> float:
+    """Seconds of one compiled forward pass over (x, y): the unit of the cost table."""
+    evaluate(eval_fn, params, x, y, batch_size)  # compile
+    start = time.perf_counter()
+    evaluate(eval_fn, params, x, y, batch_size)
+    return time.perf_counter() - start
+
+
+def run_pretraining(
+    *,
+    dataset: str,
+    model_name: str,
+    labels_path: str,
+    seed: int,
+    recipe: Mapping[str, Any],
+    eval_batch_size: int,
+    outputs: Mapping[str, str],
+) -> None:
+    """outputs: model, trajectory, record, losses, history, curve (file paths)."""
+    data = load_dataset(dataset)
+    noisy = read_npz(labels_path, ("noisy",))["noisy"]
+    model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
+    print(f"{model_name}: {num_params(model.init(jax.random.key(0)))} parameters")
+    result = pretrain(
+        model,
+        data.x_train,
+        noisy,
+        data.x_test,
+        data.y_test,
+        seed=seed,
+        epochs=int(recipe["epochs"]),
+        batch_size=int(recipe["batch_size"]),
+        lr=float(recipe["lr"]),
+        weight_decay=float(recipe["weight_decay"]),
+        warmup_ratio=float(recipe["warmup_ratio"]),
+        momentum=float(recipe["momentum"]),
+        num_checkpoints=int(recipe["num_checkpoints"]),
+        eval_batch_size=eval_batch_size,
+    )
+    eval_fn = make_eval_fn(model.apply)
+    train_loss, _ = evaluate(eval_fn, result.params, data.x_train, noisy, eval_batch_size)
+    test_loss, _ = evaluate(eval_fn, result.params, data.x_test, data.y_test, eval_batch_size)
+    forward_s = timed_forward_pass(
+        eval_fn, result.params, data.x_train, noisy, eval_batch_size
+    )
+
+    save_params(outputs["model"], result.params)
+    save_params(outputs["trajectory"], [params for _, params in result.trajectory])
+    write_npz(
+        outputs["record"],
+        last_loss=result.record.last_loss,
+        forgetting=result.record.forgetting,
+        trajectory_epochs=np.array([epoch for epoch, _ in result.trajectory]),
+    )
+    write_npz(
+        outputs["losses"],
+        train=train_loss,
+        test=test_loss,
+        forward_pass_seconds=np.array(forward_s),
+    )
+    history = pd.DataFrame(result.history)
+    write_table(outputs["history"], history)
+    title = f"{dataset} / {model_name} / seed {seed}"
+    save_figure(outputs["curve"], learning_curve(history, title))

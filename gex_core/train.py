@@ -1,0 +1,255 @@
+"""The training recipe shared by pretraining, ensemble fine-tuning and retraining.
+
+SGD with momentum, the mean softmax cross-entropy plus coupled L2 (weight_decay * 0.5 *
+||theta||^2 on every parameter), full shuffled batches (see `batch_index_stream`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gex_core.batching import batch_index_stream, batched_map
+from gex_core.losses import l2_penalty, per_sample_correct, per_sample_loss
+from gex_core.models import Model
+from gex_core.seeds import host_rng, jax_key
+
+Params = Any
+Log = Callable[[str], None]
+
+
+def log_to_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def warmup_cosine_schedule(
+    peak_lr: float, total_steps: int, warmup_ratio: float
+) -> optax.Schedule:
+    """Linear warm-up from 0 over warmup_ratio*T steps, then cosine decay to 0 at T."""
+    warmup = int(warmup_ratio * total_steps)
+    return optax.warmup_cosine_decay_schedule(0.0, peak_lr, warmup, total_steps, 0.0)
+
+
+def sgd(schedule: optax.Schedule, momentum: float) -> optax.GradientTransformation:
+    """Heavy-ball SGD (not Nesterov), as the research code."""
+    return optax.sgd(schedule, momentum=momentum)
+
+
+class StepOutput(NamedTuple):
+    """One optimisation step. losses, correct: (B,) for the batch before the update."""
+
+    params: Params
+    opt_state: Any
+    losses: jax.Array
+    correct: jax.Array
+
+
+def make_train_step(
+    apply: Callable, tx: optax.GradientTransformation, weight_decay: float
+) -> Callable[..., StepOutput]:
+    """Jitted step(params, opt_state, x_all, y_all, idx) on the batch x_all[idx]."""
+
+    def objective(params, x, y):
+        logits = apply(params, x)
+        losses = per_sample_loss(logits, y)
+        value = jnp.mean(losses) + weight_decay * l2_penalty(params)
+        return value, (losses, per_sample_correct(logits, y))
+
+    @jax.jit
+    def step(params, opt_state, x_all, y_all, idx):
+        x, y = jnp.take(x_all, idx, axis=0), jnp.take(y_all, idx, axis=0)
+        grads, (losses, correct) = jax.grad(objective, has_aux=True)(params, x, y)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return StepOutput(optax.apply_updates(params, updates), opt_state, losses, correct)
+
+    return step
+
+
+def make_eval_fn(apply: Callable) -> Callable[..., tuple[jax.Array, jax.Array]]:
+    """Jitted fn(params, x, y) -> (per-sample losses (B,), logits (B, C))."""
+
+    @jax.jit
+    def evaluate(params, x, y):
+        logits = apply(params, x)
+        return per_sample_loss(logits, y), logits
+
+    return evaluate
+
+
+def evaluate(
+    eval_fn: Callable, params: Params, x: np.ndarray, y: np.ndarray, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample losses (N,) and logits (N, C) with every sample seen exactly once."""
+    return batched_map(lambda xb, yb: eval_fn(params, xb, yb), (x, y), batch_size)
+
+
+def raise_if_not_finite(losses: np.ndarray, stage: str, first_step: int, hparams: dict):
+    """Fail with the stage, step and hyperparameters at the first non-finite loss.
+
+    losses: (steps, B) per-sample losses of consecutive steps starting at first_step.
+    """
+    bad = ~np.isfinite(losses).all(axis=1)
+    if bad.any():
+        step = first_step + int(np.argmax(bad))
+        raise FloatingPointError(
+            f"non-finite training loss in {stage} at step {step}; "
+            f"hyperparameters: {hparams}. Lower the learning rate or check the data."
+        )
+
+
+def run_steps(
+    step_fn: Callable,
+    params: Params,
+    opt_state: Any,
+    x_all: jax.Array,
+    y_all: jax.Array,
+    indices: Iterator[np.ndarray],
+    num_steps: int,
+) -> tuple[Params, Any, np.ndarray, np.ndarray, np.ndarray]:
+    """Run num_steps steps. Returns params, opt_state and per-step (idx, losses, correct),
+    each of shape (num_steps, B)."""
+    idxs, losses, correct = [], [], []
+    for _ in range(num_steps):
+        idx = next(indices)
+        params, opt_state, step_losses, step_correct = step_fn(
+            params, opt_state, x_all, y_all, idx
+        )
+        idxs.append(idx)
+        losses.append(step_losses)
+        correct.append(step_correct)
+    return (
+        params,
+        opt_state,
+        np.stack(idxs),
+        np.asarray(jnp.stack(losses)),
+        np.asarray(jnp.stack(correct)),
+    )
+
+
+def trajectory_epochs(num_epochs: int, num_checkpoints: int) -> list[int]:
+    """Epochs of the T trajectory checkpoints, evenly spaced over the second half.
+
+    As the research code: start = floor(E/2), spacing (E - start) // T, so the last one is
+    the final epoch when T divides the second half (60 epochs, T=5: 36, 42, 48, 54, 60).
+    """
+    start = num_epochs // 2
+    spacing = (num_epochs - start) // num_checkpoints
+    if spacing < 1:
+        raise ValueError(
+            f"{num_checkpoints} trajectory checkpoints do not fit in the second half of "
+            f"{num_epochs} epochs"
+        )
+    return [start + spacing * (i + 1) for i in range(num_checkpoints)]
+
+
+class TrainingRecord(NamedTuple):
+    """Per-sample bookkeeping of a training run (noisy labels, training forward pass).
+
+    last_loss: (N,) loss at the sample's most recent step; forgetting: (N,) number of
+    correct->incorrect transitions between consecutive visits (never-learned samples 0).
+    """
+
+    last_loss: np.ndarray
+    forgetting: np.ndarray
+
+
+def update_record(
+    last_loss: np.ndarray,
+    forgetting: np.ndarray,
+    prev_correct: np.ndarray,
+    idx: np.ndarray,
+    losses: np.ndarray,
+    correct: np.ndarray,
+) -> None:
+    """Fold per-step (steps, B) results into the per-sample arrays, in visiting order."""
+    for step_idx, step_loss, step_correct in zip(idx, losses, correct, strict=True):
+        if len(np.unique(step_idx)) < len(step_idx):  # a batch straddling two epochs
+            for i, l, c in zip(step_idx, step_loss, step_correct, strict=True):
+                update_record(last_loss, forgetting, prev_correct, i[None, None],
+                              l[None, None], c[None, None])
+            continue
+        forgetting[step_idx] += prev_correct[step_idx] > step_correct
+        prev_correct[step_idx] = step_correct
+        last_loss[step_idx] = step_loss
+
+
+class PretrainResult(NamedTuple):
+    """params: final model; trajectory: [(epoch, params)]; history: per-epoch rows."""
+
+    params: Params
+    trajectory: list[tuple[int, Params]]
+    history: list[dict[str, float]]
+    record: TrainingRecord
+
+
+def pretrain(
+    model: Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    momentum: float,
+    num_checkpoints: int,
+    eval_batch_size: int,
+    log: Log = log_to_stderr,
+) -> PretrainResult:
+    """Train from the seed's initialisation with the pretraining recipe.
+
+    x_train: (N, H, W, C), y_train: (N,) possibly noisy labels; test arrays likewise.
+    """
+    hparams = dict(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
+                   weight_decay=weight_decay, warmup_ratio=warmup_ratio)
+    n = x_train.shape[0]
+    steps_per_epoch = math.ceil(n / batch_size)
+    schedule = warmup_cosine_schedule(lr, epochs * steps_per_epoch, warmup_ratio)
+    tx = sgd(schedule, momentum)
+    step_fn = make_train_step(model.apply, tx, weight_decay)
+    eval_fn = make_eval_fn(model.apply)
+    params = model.init(jax_key(seed, "init"))
+    opt_state = tx.init(params)
+    indices = batch_index_stream(n, batch_size, host_rng(seed, "pretrain_order"))
+    x_all, y_all = jnp.asarray(x_train), jnp.asarray(y_train)
+    save_at = set(trajectory_epochs(epochs, num_checkpoints))
+
+    last_loss = np.zeros(n, np.float32)
+    forgetting = np.zeros(n, np.int32)
+    prev_correct = np.zeros(n, np.float32)
+    trajectory, history = [], []
+    for epoch in range(1, epochs + 1):
+        params, opt_state, idx, losses, correct = run_steps(
+            step_fn, params, opt_state, x_all, y_all, indices, steps_per_epoch
+        )
+        raise_if_not_finite(losses, "pretrain", (epoch - 1) * steps_per_epoch, hparams)
+        update_record(last_loss, forgetting, prev_correct, idx, losses, correct)
+        test_loss, test_logits = evaluate(eval_fn, params, x_test, y_test, eval_batch_size)
+        row = dict(
+            epoch=epoch,
+            lr=float(schedule(epoch * steps_per_epoch)),
+            train_loss=float(losses.mean()),
+            train_acc=float(correct.mean()),
+            test_loss=float(test_loss.mean()),
+            test_acc=float((test_logits.argmax(1) == y_test).mean()),
+        )
+        history.append(row)
+        if epoch in save_at:
+            trajectory.append((epoch, params))
+        if epoch == 1 or epoch % 10 == 0 or epoch == epochs:
+            log(
+                f"epoch {epoch}/{epochs} train_loss {row['train_loss']:.4f} "
+                f"train_acc {row['train_acc']:.4f} test_acc {row['test_acc']:.4f}"
+            )
+    return PretrainResult(params, trajectory, history, TrainingRecord(last_loss, forgetting))

@@ -1,0 +1,30 @@
+# GEX geometric ensemble: one job per chain, so chains run in parallel.
+
+
+rule ensemble_chain:
+    input:
+        labels=labels_file,
+        model=lambda wc: pretrained(wc, "model.msgpack"),
+    output:
+        losses="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chain{chain}.npz",
+        members="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chain{chain}.msgpack",
+    log:
+        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chain{chain}.log",
+    benchmark:
+        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chain{chain}.npz.tsv"
+    conda:
+        "../envs/gex.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        check=lambda wc: expect(wc, ensemble=ENSEMBLE),
+        dataset=config["dataset"],
+        model=config["model"],
+        recipe=config["ensemble"],
+        weight_decay=config["pretrain"]["weight_decay"],
+        momentum=config["pretrain"]["momentum"],
+        eval_batch_size=config["eval_batch_size"],
+        code=code("ensemble_chain.py"),
+    script:
+        "../workflow_scripts/ensemble_chain.py"

@@ -1,0 +1,70 @@
+# Mislabel detection per method and seed, then tables and plots over seeds.
+
+
+rule detect:
+    input:
+        scores="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz",
+        labels=labels_file,
+    output:
+        metrics="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/detection.json",
+        histogram="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/histogram.png",
+        curves="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/curves.png",
+    log:
+        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.detect.log",
+    benchmark:
+        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/detection.json.tsv"
+    conda:
+        "../envs/gex.yaml"
+    threads: 1
+    params:
+        code=code("detect.py"),
+    script:
+        "../workflow_scripts/detect.py"
+
+
+rule summarize_detection:
+    input:
+        metrics=lambda wc: [
+            f"{folder}/detection.json"
+            for method in config["methods"]
+            for folder in influence_dirs(method)
+        ],
+    output:
+        table="results/{dataset}/summary/detection.tsv",
+        plot="results/{dataset}/summary/detection.png",
+    log:
+        "logs/{dataset}/summary/detection.log",
+    localrule: True
+    conda:
+        "../envs/gex.yaml"
+    params:
+        methods=[m for m in config["methods"] for _ in config["seeds"]],
+        seeds=[s for _ in config["methods"] for s in config["seeds"]],
+        code=code("summarize_detection.py"),
+    script:
+        "../workflow_scripts/summarize_detection.py"
+
+
+rule cost_table:
+    input:
+        metrics=lambda wc: [
+            f"{folder}/detection.json"
+            for method in config["methods"]
+            for folder in influence_dirs(method)
+        ],
+    output:
+        methods="results/{dataset}/summary/cost.tsv",
+        rules="results/{dataset}/summary/rule_cost.tsv",
+    log:
+        "logs/{dataset}/summary/cost.log",
+    localrule: True
+    conda:
+        "../envs/gex.yaml"
+    params:
+        benchmarks=lambda wc: benchmark_files(),
+        forward_files=[
+            run_path(paths.PRETRAIN, s) + "/losses.npz" for s in config["seeds"]
+        ],
+        code=code("cost_table.py"),
+    script:
+        "../workflow_scripts/cost_table.py"

@@ -1,0 +1,29 @@
+# One scoring job per (method, hyperparameters); inputs come from the method registry.
+
+
+rule influence:
+    input:
+        labels=labels_file,
+        model=lambda wc: pretrained(wc, "model.msgpack"),
+        losses=lambda wc: pretrained(wc, "losses.npz"),
+        chains=chain_files,
+    output:
+        scores="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz",
+    log:
+        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.log",
+    benchmark:
+        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz.tsv"
+    conda:
+        "../envs/gex.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        check=lambda wc: expect(wc, hparams=METHOD_HPARAMS.get(wc.method)),
+        dataset=config["dataset"],
+        model=config["model"],
+        hp=lambda wc: config["influence"][wc.method],
+        eval_batch_size=config["eval_batch_size"],
+        code=method_code,
+    script:
+        "../workflow_scripts/influence.py"

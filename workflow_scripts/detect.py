@@ -1,0 +1,16 @@
+"""Mislabel detection of one method's self-influence against the noise mask."""
+
+from gex_core.jobenv import start_job
+
+start_job(snakemake.log[0])
+
+from gex_core.stages.evaluate import run_detection  # noqa: E402
+
+wc = snakemake.wildcards
+metrics = run_detection(
+    scores_path=snakemake.input.scores,
+    labels_path=snakemake.input.labels,
+    title=f"{wc.method} ({wc.hparams}), {wc.dataset} noise {wc.noise}, seed {wc.seed}",
+    outputs=dict(snakemake.output.items()),
+)
+print(metrics)

@@ -1,0 +1,21 @@
+"""Run one geometric-ensemble chain (S fine-tuning stages) from the pretrained model."""
+
+from gex_core.jobenv import start_job
+
+start_job(snakemake.log[0])
+
+from gex_core.stages.ensemble import run_ensemble_chain  # noqa: E402
+
+run_ensemble_chain(
+    dataset=snakemake.params.dataset,
+    model_name=snakemake.params.model,
+    labels_path=snakemake.input.labels,
+    model_path=snakemake.input.model,
+    seed=int(snakemake.wildcards.seed),
+    chain=int(snakemake.wildcards.chain),
+    recipe=snakemake.params.recipe,
+    weight_decay=float(snakemake.params.weight_decay),
+    momentum=float(snakemake.params.momentum),
+    eval_batch_size=snakemake.params.eval_batch_size,
+    outputs=dict(snakemake.output.items()),
+)

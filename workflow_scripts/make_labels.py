@@ -1,0 +1,26 @@
+"""Noisy training labels and the noise mask for one (data set, noise, seed)."""
+
+from gex_core.jobenv import start_job
+
+start_job(snakemake.log[0])
+
+from gex_core.data import load_dataset, make_noisy_labels  # noqa: E402
+from gex_core.io import write_json, write_npz  # noqa: E402
+
+seed = int(snakemake.wildcards.seed)
+noise = snakemake.params.noise
+data = load_dataset(snakemake.params.dataset)
+labels = make_noisy_labels(
+    data.y_train, noise["kind"], float(noise["ratio"]), data.num_classes, seed
+)
+write_npz(snakemake.output.labels, noisy=labels.noisy, clean=labels.clean, mask=labels.mask)
+summary = {
+    "kind": noise["kind"],
+    "ratio": float(noise["ratio"]),
+    "seed": seed,
+    "num_train": int(labels.mask.size),
+    "num_noisy": int(labels.mask.sum()),
+    "measured_noise_rate": float(labels.mask.mean()),
+}
+write_json(snakemake.output.summary, summary)
+print(summary)

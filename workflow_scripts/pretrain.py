@@ -1,0 +1,17 @@
+"""Pretrain on the noisy labels; save model, trajectory, per-sample record and history."""
+
+from gex_core.jobenv import start_job
+
+start_job(snakemake.log[0])
+
+from gex_core.stages.pretrain import run_pretraining  # noqa: E402
+
+run_pretraining(
+    dataset=snakemake.params.dataset,
+    model_name=snakemake.params.model,
+    labels_path=snakemake.input.labels,
+    seed=int(snakemake.wildcards.seed),
+    recipe=snakemake.params.recipe,
+    eval_batch_size=snakemake.params.eval_batch_size,
+    outputs=dict(snakemake.output.items()),
+)

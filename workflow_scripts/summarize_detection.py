@@ -1,0 +1,17 @@
+"""Detection table and bar chart over seeds for every configured method."""
+
+from gex_core.jobenv import start_job
+
+start_job(snakemake.log[0])
+
+from gex_core.stages.evaluate import run_summarize_detection  # noqa: E402
+
+summary = run_summarize_detection(
+    metric_files=list(snakemake.input.metrics),
+    methods=list(snakemake.params.methods),
+    seeds=list(snakemake.params.seeds),
+    title=f"{snakemake.wildcards.dataset}: mislabel detection",
+    table=snakemake.output.table,
+    plot=snakemake.output.plot,
+)
+print(summary.to_string())
