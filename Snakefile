@@ -1,7 +1,8 @@
 # gex-workflow: influence estimation with Geometric Ensembles (GEX) and baselines.
 # Run: snakemake --cores all   (see README.md for targets, config knobs and profiles)
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
+from gex_core.config import validate_config
 
 min_version("9.0")
 
@@ -9,7 +10,7 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "schemas/config.schema.yaml")
+validate_config(config, workflow.source_path("schemas/config.schema.yaml"))
 
 
 include: "rules/common.smk"
@@ -23,4 +24,4 @@ include: "rules/evaluate.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        paths.all_targets(config),

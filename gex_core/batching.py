@@ -35,7 +35,9 @@ def padded_batches(num_samples: int, batch_size: int) -> Iterator[np.ndarray]:
         yield np.minimum(idx, num_samples - 1)
 
 
-def batched_map(fn: Callable[..., Any], arrays: tuple[np.ndarray, ...], batch_size: int):
+def batched_map(
+    fn: Callable[..., Any], arrays: tuple[np.ndarray, ...], batch_size: int
+):
     """Apply a per-batch `fn(*batch_arrays)` over every sample exactly once.
 
     arrays: each of leading size N. `fn` returns an array (B, ...) or a tuple of them;
@@ -44,7 +46,9 @@ def batched_map(fn: Callable[..., Any], arrays: tuple[np.ndarray, ...], batch_si
     """
     num_samples = arrays[0].shape[0]
     size = min(batch_size, num_samples)
-    outputs = [fn(*(a[idx] for a in arrays)) for idx in padded_batches(num_samples, size)]
+    outputs = [
+        fn(*(a[idx] for a in arrays)) for idx in padded_batches(num_samples, size)
+    ]
     if isinstance(outputs[0], tuple):
         return tuple(
             np.concatenate([np.asarray(o[i]) for o in outputs])[:num_samples]

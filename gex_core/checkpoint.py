@@ -18,12 +18,15 @@ Params = Any
 def save_params(path: str | os.PathLike, tree: Params | list[Params]) -> None:
     """Serialise a parameter pytree (or a list of them) atomically to `path`."""
     host = jax.tree_util.tree_map(np.asarray, tree)
-    write_bytes(path, serialization.msgpack_serialize(serialization.to_state_dict(host)))
+    write_bytes(
+        path, serialization.msgpack_serialize(serialization.to_state_dict(host))
+    )
 
 
 def _read_state(path: str | os.PathLike) -> dict:
     try:
-        state = serialization.msgpack_restore(open(path, "rb").read())
+        with open(path, "rb") as f:
+            state = serialization.msgpack_restore(f.read())
     except Exception as err:  # msgpack raises several unrelated types
         raise ValueError(
             f"{path}: not a gex-workflow checkpoint (flax msgpack expected): {err}"

@@ -83,3 +83,35 @@ def make_noisy_labels(
     if kind == "symmetric":
         return symmetric_noise(labels, ratio, num_classes, seed)
     raise ValueError(f"unknown noise kind {kind!r}; known: symmetric")
+
+
+DATASET_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def save_dataset(path: str, data: Dataset) -> None:
+    """Write the split once per workflow, so jobs read one .npz (fast, no scikit-learn)."""
+    from gex_core.io import write_npz
+
+    write_npz(
+        path,
+        **{name: getattr(data, name) for name in DATASET_ARRAYS},
+        num_classes=np.array(data.num_classes),
+    )
+
+
+def read_dataset(path: str) -> Dataset:
+    """Read a split written by `save_dataset`, checking shapes and label ranges."""
+    from gex_core.io import read_npz
+
+    arrays = read_npz(path, (*DATASET_ARRAYS, "num_classes"))
+    num_classes = int(arrays["num_classes"])
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 4 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"{path}: {split} images {x.shape} and labels {y.shape} do not match "
+                "(expected (N, H, W, C) and (N,))"
+            )
+        if y.size and (y.min() < 0 or y.max() >= num_classes):
+            raise ValueError(f"{path}: {split} labels outside 0..{num_classes - 1}")
+    return Dataset(*(arrays[name] for name in DATASET_ARRAYS), num_classes=num_classes)

@@ -20,8 +20,8 @@ from gex_core.models import Model
 from gex_core.seeds import host_rng
 from gex_core.train import (
     Log,
-    log_to_stderr,
     evaluate,
+    log_to_stderr,
     make_eval_fn,
     make_train_step,
     raise_if_not_finite,
@@ -60,8 +60,15 @@ def run_chain(
     log: Log = log_to_stderr,
 ) -> ChainResult:
     """Run one chain and evaluate every member's per-sample losses (noisy train labels)."""
-    hparams = dict(seed=seed, chain=chain, stages=stages, ft_lr=ft_lr,
-                   ft_steps=ft_steps, batch_size=batch_size, weight_decay=weight_decay)
+    hparams = dict(
+        seed=seed,
+        chain=chain,
+        stages=stages,
+        ft_lr=ft_lr,
+        ft_steps=ft_steps,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+    )
     tx = sgd(optax.cosine_decay_schedule(ft_lr, ft_steps), momentum)
     step_fn = make_train_step(model.apply, tx, weight_decay)
     eval_fn = make_eval_fn(model.apply)

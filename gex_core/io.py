@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,14 +53,14 @@ def read_npz(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.nda
     """Load named arrays from an .npz without pickle; name the file on any problem."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in keys if k not in data.files]
-            if missing:
-                raise ValueError(
-                    f"{path}: missing arrays {missing}; it holds {sorted(data.files)}"
-                )
-            return {k: data[k] for k in keys}
-    except (OSError, EOFError) as err:
+            files = set(data.files)
+            arrays = {k: data[k] for k in keys if k in files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: missing arrays {missing}; it holds {sorted(files)}")
+    return arrays
 
 
 def write_table(path: str | os.PathLike, frame) -> None:
@@ -73,6 +74,11 @@ def save_figure(path: str | os.PathLike, fig) -> None:
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=120,
-                    bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(
+            tmp,
+            format=Path(path).suffix.lstrip("."),
+            dpi=120,
+            bbox_inches="tight",
+            metadata={"Software": None},
+        )
     plt.close(fig)

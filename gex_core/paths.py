@@ -67,7 +67,10 @@ def method_segment(name: str, config: Mapping[str, Any]) -> str:
     hp = config["influence"][name]
     parts = []
     if "ensemble" in spec.needs:
-        parts += [ensemble_segment(config["ensemble"]), f"K{config['ensemble']['chains']}"]
+        parts += [
+            ensemble_segment(config["ensemble"]),
+            f"K{config['ensemble']['chains']}",
+        ]
     parts += [f"{label}{fmt(hp[key])}" for key, label in spec.hparams.items()]
     return "-".join(parts) if parts else "default"
 
@@ -81,3 +84,79 @@ def run_wildcards(config: Mapping[str, Any], seed: int) -> dict[str, str]:
         "train": train_segment(config["pretrain"]),
         "seed": str(seed),
     }
+
+
+def labels_file(config: Mapping[str, Any], seed: int) -> str:
+    return LABELS.format(**run_wildcards(config, seed)) + ".npz"
+
+
+def pretrain_dir(config: Mapping[str, Any], seed: int) -> str:
+    return PRETRAIN.format(**run_wildcards(config, seed))
+
+
+def ensemble_dir(config: Mapping[str, Any], seed: int) -> str:
+    return ENSEMBLE.format(
+        **run_wildcards(config, seed), ensemble=ensemble_segment(config["ensemble"])
+    )
+
+
+def chain_files(config: Mapping[str, Any], seed: int) -> list[str]:
+    folder = ensemble_dir(config, seed)
+    return [f"{folder}/chain{c}.npz" for c in range(config["ensemble"]["chains"])]
+
+
+def influence_dir(config: Mapping[str, Any], method: str, seed: int) -> str:
+    return INFLUENCE.format(
+        **run_wildcards(config, seed),
+        method=method,
+        hparams=method_segment(method, config),
+    )
+
+
+def summary_dir(config: Mapping[str, Any]) -> str:
+    return SUMMARY.format(dataset=config["dataset"])
+
+
+def benchmark_file(output: str) -> str:
+    """The Snakemake benchmark file of the job whose first output is `output`."""
+    return f"benchmarks/out/{output.removeprefix('results/')}.tsv"
+
+
+DETECTION_FILES = ("detection.json", "histogram.png", "curves.png")
+SUMMARY_FILES = ("detection.tsv", "detection.png", "cost.tsv", "rule_cost.tsv")
+
+
+def all_targets(config: Mapping[str, Any]) -> list[str]:
+    """Every final artifact of the configured experiment (the `all` rule's input)."""
+    seeds = config["seeds"]
+    targets = [f"{pretrain_dir(config, s)}/learning_curve.png" for s in seeds]
+    for method in config["methods"]:
+        for seed in seeds:
+            folder = influence_dir(config, method, seed)
+            targets += [f"{folder}/{name}" for name in DETECTION_FILES]
+    targets += [f"{summary_dir(config)}/{name}" for name in SUMMARY_FILES]
+    return targets
+
+
+def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
+    """{rule: {method, or "" for jobs every method shares: [benchmark file per job]}}."""
+    seeds = config["seeds"]
+    files: dict[str, dict[str, list[str]]] = {
+        "dataset": {"": [benchmark_file(f"results/{config['dataset']}/data.npz")]},
+        "labels": {"": [benchmark_file(labels_file(config, s)) for s in seeds]},
+        "pretrain": {
+            "": [benchmark_file(f"{pretrain_dir(config, s)}/model.msgpack") for s in seeds]
+        },
+        "ensemble_chain": {},
+        "influence": {},
+        "detect": {},
+    }
+    for method in config["methods"]:
+        folders = [influence_dir(config, method, s) for s in seeds]
+        files["influence"][method] = [benchmark_file(f"{f}/scores.npz") for f in folders]
+        files["detect"][method] = [benchmark_file(f"{f}/detection.json") for f in folders]
+        if "ensemble" in get_method(method).needs:
+            files["ensemble_chain"][method] = [
+                benchmark_file(path) for s in seeds for path in chain_files(config, s)
+            ]
+    return files

@@ -34,8 +34,16 @@ def score_histograms(scores: np.ndarray, mask: np.ndarray, title: str):
     """Overlaid clean/noisy histograms of a score on a log count axis (100 bins)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.linspace(scores.min(), scores.max(), 101)
-    ax.hist(scores[~mask], bins=bins, color=CLEAN, alpha=0.7, label=f"clean ({(~mask).sum()})")
-    ax.hist(scores[mask], bins=bins, color=NOISY, alpha=0.7, label=f"noisy ({mask.sum()})")
+    ax.hist(
+        scores[~mask],
+        bins=bins,
+        color=CLEAN,
+        alpha=0.7,
+        label=f"clean ({(~mask).sum()})",
+    )
+    ax.hist(
+        scores[mask], bins=bins, color=NOISY, alpha=0.7, label=f"noisy ({mask.sum()})"
+    )
     ax.set(xlabel="self-influence", ylabel="samples", yscale="log", title=title)
     ax.legend()
     fig.tight_layout()
@@ -52,7 +60,9 @@ def detection_curves(scores: np.ndarray, mask: np.ndarray, title: str):
     precision, recall, _ = precision_recall_curve(mask, scores)
     ax_pr.plot(recall, precision, color=NOISY)
     ax_pr.axhline(mask.mean(), ls="--", color="grey", lw=1, label="noise rate")
-    ax_pr.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02), title="precision-recall")
+    ax_pr.set(
+        xlabel="recall", ylabel="precision", ylim=(0, 1.02), title="precision-recall"
+    )
     ax_pr.legend()
     for ax in (ax_roc, ax_pr):
         ax.grid(alpha=0.3)
@@ -66,10 +76,24 @@ def detection_bars(summary: pd.DataFrame, title: str):
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(summary) + 2), 4))
     x = np.arange(len(summary))
     width = 0.38
-    ax.bar(x - width / 2, summary.auc_mean, width, yerr=summary.auc_std, capsize=3,
-           label="ROC-AUC", color="#264653")
-    ax.bar(x + width / 2, summary.ap_mean, width, yerr=summary.ap_std, capsize=3,
-           label="AP", color="#e9c46a")
+    ax.bar(
+        x - width / 2,
+        summary.auc_mean,
+        width,
+        yerr=summary.auc_std,
+        capsize=3,
+        label="ROC-AUC",
+        color="#264653",
+    )
+    ax.bar(
+        x + width / 2,
+        summary.ap_mean,
+        width,
+        yerr=summary.ap_std,
+        capsize=3,
+        label="AP",
+        color="#e9c46a",
+    )
     ax.set_xticks(x, summary.method, rotation=20, ha="right")
     ax.set(ylabel="score (mean ± std over seeds)", ylim=(0, 1.05), title=title)
     ax.legend(loc="lower right")

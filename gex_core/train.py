@@ -67,7 +67,9 @@ def make_train_step(
         x, y = jnp.take(x_all, idx, axis=0), jnp.take(y_all, idx, axis=0)
         grads, (losses, correct) = jax.grad(objective, has_aux=True)(params, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return StepOutput(optax.apply_updates(params, updates), opt_state, losses, correct)
+        return StepOutput(
+            optax.apply_updates(params, updates), opt_state, losses, correct
+        )
 
     return step
 
@@ -171,9 +173,15 @@ def update_record(
     """Fold per-step (steps, B) results into the per-sample arrays, in visiting order."""
     for step_idx, step_loss, step_correct in zip(idx, losses, correct, strict=True):
         if len(np.unique(step_idx)) < len(step_idx):  # a batch straddling two epochs
-            for i, l, c in zip(step_idx, step_loss, step_correct, strict=True):
-                update_record(last_loss, forgetting, prev_correct, i[None, None],
-                              l[None, None], c[None, None])
+            for i, loss, ok in zip(step_idx, step_loss, step_correct, strict=True):
+                update_record(
+                    last_loss,
+                    forgetting,
+                    prev_correct,
+                    i[None, None],
+                    loss[None, None],
+                    ok[None, None],
+                )
             continue
         forgetting[step_idx] += prev_correct[step_idx] > step_correct
         prev_correct[step_idx] = step_correct
@@ -211,8 +219,14 @@ def pretrain(
 
     x_train: (N, H, W, C), y_train: (N,) possibly noisy labels; test arrays likewise.
     """
-    hparams = dict(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                   weight_decay=weight_decay, warmup_ratio=warmup_ratio)
+    hparams = dict(
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+    )
     n = x_train.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)
     schedule = warmup_cosine_schedule(lr, epochs * steps_per_epoch, warmup_ratio)
@@ -235,7 +249,9 @@ def pretrain(
         )
         raise_if_not_finite(losses, "pretrain", (epoch - 1) * steps_per_epoch, hparams)
         update_record(last_loss, forgetting, prev_correct, idx, losses, correct)
-        test_loss, test_logits = evaluate(eval_fn, params, x_test, y_test, eval_batch_size)
+        test_loss, test_logits = evaluate(
+            eval_fn, params, x_test, y_test, eval_batch_size
+        )
         row = dict(
             epoch=epoch,
             lr=float(schedule(epoch * steps_per_epoch)),
@@ -252,4 +268,6 @@ def pretrain(
                 f"epoch {epoch}/{epochs} train_loss {row['train_loss']:.4f} "
                 f"train_acc {row['train_acc']:.4f} test_acc {row['test_acc']:.4f}"
             )
-    return PretrainResult(params, trajectory, history, TrainingRecord(last_loss, forgetting))
+    return PretrainResult(
+        params, trajectory, history, TrainingRecord(last_loss, forgetting)
+    )

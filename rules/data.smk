@@ -1,20 +1,39 @@
-# Noisy labels and the noise mask, one artifact per (data set, noise setting, seed).
+# The data set's fixed split (once), then noisy labels and the noise mask per
+# (noise setting, seed).
+
+
+rule dataset:
+    output:
+        data="results/{dataset}/data.npz",
+    log:
+        "logs/{dataset}/data.log",
+    benchmark:
+        "benchmarks/out/{dataset}/data.npz.tsv"
+    conda:
+        "../envs/gex.yaml"
+    threads: 1
+    params:
+        check=lambda wc: expect(wc),
+        code=code("make_dataset.py"),
+    script:
+        "../workflow_scripts/make_dataset.py"
 
 
 rule labels:
+    input:
+        data="results/{dataset}/data.npz",
     output:
         labels="results/{dataset}/noise-{noise}/labels/seed{seed}.npz",
         summary="results/{dataset}/noise-{noise}/labels/seed{seed}.json",
     log:
         "logs/{dataset}/noise-{noise}/labels/seed{seed}.log",
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/labels/seed{seed}.tsv"
+        "benchmarks/out/{dataset}/noise-{noise}/labels/seed{seed}.npz.tsv"
     conda:
         "../envs/gex.yaml"
     threads: 1
     params:
         check=lambda wc: expect(wc),
-        dataset=config["dataset"],
         noise=config["noise"],
         code=code("make_labels.py"),
     script:

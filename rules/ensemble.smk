@@ -3,8 +3,9 @@
 
 rule ensemble_chain:
     input:
+        data="results/{dataset}/data.npz",
         labels=labels_file,
-        model=lambda wc: pretrained(wc, "model.msgpack"),
+        model=pretrained("model.msgpack"),
     output:
         losses="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chain{chain}.npz",
         members="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chain{chain}.msgpack",
@@ -16,10 +17,9 @@ rule ensemble_chain:
         "../envs/gex.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         check=lambda wc: expect(wc, ensemble=ENSEMBLE),
-        dataset=config["dataset"],
         model=config["model"],
         recipe=config["ensemble"],
         weight_decay=config["pretrain"]["weight_decay"],

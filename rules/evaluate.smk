@@ -24,11 +24,7 @@ rule detect:
 
 rule summarize_detection:
     input:
-        metrics=lambda wc: [
-            f"{folder}/detection.json"
-            for method in config["methods"]
-            for folder in influence_dirs(method)
-        ],
+        metrics=detection_files,
     output:
         table="results/{dataset}/summary/detection.tsv",
         plot="results/{dataset}/summary/detection.png",
@@ -47,11 +43,7 @@ rule summarize_detection:
 
 rule cost_table:
     input:
-        metrics=lambda wc: [
-            f"{folder}/detection.json"
-            for method in config["methods"]
-            for folder in influence_dirs(method)
-        ],
+        metrics=detection_files,
     output:
         methods="results/{dataset}/summary/cost.tsv",
         rules="results/{dataset}/summary/rule_cost.tsv",
@@ -61,9 +53,10 @@ rule cost_table:
     conda:
         "../envs/gex.yaml"
     params:
-        benchmarks=lambda wc: benchmark_files(),
+        benchmarks=paths.benchmark_files(config),
         forward_files=[
-            run_path(paths.PRETRAIN, s) + "/losses.npz" for s in config["seeds"]
+            f"{paths.pretrain_dir(config, seed)}/losses.npz"
+            for seed in config["seeds"]
         ],
         code=code("cost_table.py"),
     script:

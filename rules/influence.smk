@@ -3,9 +3,10 @@
 
 rule influence:
     input:
+        data="results/{dataset}/data.npz",
         labels=labels_file,
-        model=lambda wc: pretrained(wc, "model.msgpack"),
-        losses=lambda wc: pretrained(wc, "losses.npz"),
+        model=pretrained("model.msgpack"),
+        losses=pretrained("losses.npz"),
         chains=chain_files,
     output:
         scores="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz",
@@ -17,10 +18,9 @@ rule influence:
         "../envs/gex.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         check=lambda wc: expect(wc, hparams=METHOD_HPARAMS.get(wc.method)),
-        dataset=config["dataset"],
         model=config["model"],
         hp=lambda wc: config["influence"][wc.method],
         eval_batch_size=config["eval_batch_size"],

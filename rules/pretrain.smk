@@ -3,6 +3,7 @@
 
 rule pretrain:
     input:
+        data="results/{dataset}/data.npz",
         labels=labels_file,
     output:
         model="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/model.msgpack",
@@ -19,10 +20,9 @@ rule pretrain:
         "../envs/gex.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPU,
     params:
         check=lambda wc: expect(wc),
-        dataset=config["dataset"],
         model=config["model"],
         recipe=config["pretrain"],
         eval_batch_size=config["eval_batch_size"],

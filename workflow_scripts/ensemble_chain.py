@@ -7,7 +7,7 @@ start_job(snakemake.log[0])
 from gex_core.stages.ensemble import run_ensemble_chain  # noqa: E402
 
 run_ensemble_chain(
-    dataset=snakemake.params.dataset,
+    data_path=snakemake.input.data,
     model_name=snakemake.params.model,
     labels_path=snakemake.input.labels,
     model_path=snakemake.input.model,

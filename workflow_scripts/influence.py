@@ -8,7 +8,7 @@ from gex_core.influence.inputs import MethodInputs  # noqa: E402
 from gex_core.stages.influence import run_influence  # noqa: E402
 
 inputs = MethodInputs(
-    dataset=snakemake.params.dataset,
+    data_path=snakemake.input.data,
     model_name=snakemake.params.model,
     seed=int(snakemake.wildcards.seed),
     eval_batch_size=snakemake.params.eval_batch_size,

@@ -4,16 +4,18 @@ from gex_core.jobenv import start_job
 
 start_job(snakemake.log[0])
 
-from gex_core.data import load_dataset, make_noisy_labels  # noqa: E402
+from gex_core.data import make_noisy_labels, read_dataset  # noqa: E402
 from gex_core.io import write_json, write_npz  # noqa: E402
 
 seed = int(snakemake.wildcards.seed)
 noise = snakemake.params.noise
-data = load_dataset(snakemake.params.dataset)
+data = read_dataset(snakemake.input.data)
 labels = make_noisy_labels(
     data.y_train, noise["kind"], float(noise["ratio"]), data.num_classes, seed
 )
-write_npz(snakemake.output.labels, noisy=labels.noisy, clean=labels.clean, mask=labels.mask)
+write_npz(
+    snakemake.output.labels, noisy=labels.noisy, clean=labels.clean, mask=labels.mask
+)
 summary = {
     "kind": noise["kind"],
     "ratio": float(noise["ratio"]),

@@ -7,7 +7,7 @@ start_job(snakemake.log[0])
 from gex_core.stages.pretrain import run_pretraining  # noqa: E402
 
 run_pretraining(
-    dataset=snakemake.params.dataset,
+    data_path=snakemake.input.data,
     model_name=snakemake.params.model,
     labels_path=snakemake.input.labels,
     seed=int(snakemake.wildcards.seed),

@@ -13,7 +13,9 @@ import numpy as np
 from gex_core.influence.scores import Scores
 
 
-def loss_deviation(member_losses: np.ndarray, pretrained_losses: np.ndarray, tau: float):
+def loss_deviation(
+    member_losses: np.ndarray, pretrained_losses: np.ndarray, tau: float
+):
     """member_losses: (M, N); pretrained_losses: (N,) -> Delta (M, N)."""
     return member_losses - np.maximum(pretrained_losses, tau)[None, :]
 

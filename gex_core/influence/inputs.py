@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from gex_core.data import Dataset, load_dataset
+from gex_core.data import Dataset, read_dataset
 from gex_core.io import read_npz
 
 Params = Any
@@ -16,7 +16,7 @@ Params = Any
 class MethodInputs:
     """Lazily loaded artifacts of one (data, noise, model, pretraining, seed) run.
 
-    labels_path: labels.npz (noisy, clean, mask); model_path: pretrained msgpack;
+    data_path: the split (data.npz); labels_path: labels.npz (noisy, clean, mask); model_path: pretrained msgpack;
     losses_path: the pretrained model's per-sample losses; chain_paths: ensemble chain
     .npz files (member losses), in chain order.
     """
@@ -24,7 +24,7 @@ class MethodInputs:
     def __init__(
         self,
         *,
-        dataset: str,
+        data_path: str,
         model_name: str,
         seed: int,
         eval_batch_size: int,
@@ -33,7 +33,7 @@ class MethodInputs:
         losses_path: str,
         chain_paths: tuple[str, ...] = (),
     ):
-        self.dataset_name = dataset
+        self.data_path = data_path
         self.model_name = model_name
         self.seed = seed
         self.eval_batch_size = eval_batch_size
@@ -45,7 +45,7 @@ class MethodInputs:
     @cached_property
     def data(self) -> Dataset:
         """The split with the noisy training labels in y_train."""
-        base = load_dataset(self.dataset_name)
+        base = read_dataset(self.data_path)
         noisy = read_npz(self.labels_path, ("noisy",))["noisy"]
         if noisy.shape != base.y_train.shape:
             raise ValueError(
@@ -58,7 +58,9 @@ class MethodInputs:
     def model(self):
         from gex_core.models import make_model
 
-        return make_model(self.model_name, self.data.num_classes, self.data.x_train.shape[1:])
+        return make_model(
+            self.model_name, self.data.num_classes, self.data.x_train.shape[1:]
+        )
 
     @cached_property
     def params(self) -> Params:
@@ -80,7 +82,9 @@ class MethodInputs:
         """Ensemble member losses stacked over chains: train (M, N), test (M, N_te)."""
         if not self.chain_paths:
             raise ValueError("this method needs ensemble chains, but none were given")
-        chains = [read_npz(p, ("train_losses", "test_losses")) for p in self.chain_paths]
+        chains = [
+            read_npz(p, ("train_losses", "test_losses")) for p in self.chain_paths
+        ]
         return (
             np.concatenate([c["train_losses"] for c in chains]),
             np.concatenate([c["test_losses"] for c in chains]),

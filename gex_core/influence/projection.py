@@ -8,11 +8,11 @@ measures both; the faster one is the default of every method that projects.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
@@ -34,10 +34,15 @@ def random_directions(key: jax.Array, params: Params, num: int) -> Params:
     return jax.tree_util.tree_unflatten(treedef, stacked)
 
 
+@functools.cache
 def make_projector(
     apply: Callable, strategy: str
 ) -> Callable[[Params, Params, jax.Array, jax.Array], jax.Array]:
-    """Jitted fn(params, directions, x (B, ...), y (B,)) -> S (B, num directions)."""
+    """Jitted fn(params, directions, x (B, ...), y (B,)) -> S (B, num directions).
+
+    Cached per (apply, strategy) so repeated projections (checkpoints, test set) reuse
+    one compiled function.
+    """
     if strategy == "jvp":
 
         @jax.jit
@@ -63,7 +68,9 @@ def make_projector(
             return flat_grads @ flat_dirs.T
 
     else:
-        raise ValueError(f"unknown projection strategy {strategy!r}; known: {STRATEGIES}")
+        raise ValueError(
+            f"unknown projection strategy {strategy!r}; known: {STRATEGIES}"
+        )
     return project
 
 

@@ -38,8 +38,10 @@ def save_scores(path: str | os.PathLike, scores: Scores) -> None:
 def load_scores(path: str | os.PathLike) -> Scores:
     with np.load(path, allow_pickle=False) as data:
         names = data.files
-    keys = ("self_influence", "test_influence") if "test_influence" in names else (
-        "self_influence",
+    keys = (
+        ("self_influence", "test_influence")
+        if "test_influence" in names
+        else ("self_influence",)
     )
     arrays = read_npz(path, keys)
     return Scores(arrays["self_influence"], arrays.get("test_influence"))

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from gex_core.checkpoint import load_params, save_params
-from gex_core.data import load_dataset
+from gex_core.data import read_dataset
 from gex_core.ensemble import run_chain
 from gex_core.io import read_npz, write_npz
 from gex_core.models import make_model
@@ -17,7 +17,7 @@ from gex_core.models import make_model
 
 def run_ensemble_chain(
     *,
-    dataset: str,
+    data_path: str,
     model_name: str,
     labels_path: str,
     model_path: str,
@@ -30,7 +30,7 @@ def run_ensemble_chain(
     outputs: Mapping[str, str],
 ) -> None:
     """outputs: losses (.npz with train_losses (S, N), test_losses (S, N_te)), members."""
-    data = load_dataset(dataset)
+    data = read_dataset(data_path)
     noisy = read_npz(labels_path, ("noisy",))["noisy"]
     model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
     pretrained = load_params(model_path, model.init(jax.random.key(0)))

@@ -95,10 +95,13 @@ def cost_tables(
                 else math.nan,
             }
         )
-    shared = sum(
-        float(np.nansum([read_benchmark(p)["s"] for p in by_method.get("", [])]))
-        for by_method in benchmarks.values()
-    ) / num_seeds
+    shared = (
+        sum(
+            float(np.nansum([read_benchmark(p)["s"] for p in by_method.get("", [])]))
+            for by_method in benchmarks.values()
+        )
+        / num_seeds
+    )
     methods = sorted(
         {m for by_method in benchmarks.values() for m in by_method if m},
         key=lambda m: list(benchmarks["influence"]).index(m),
@@ -130,8 +133,12 @@ def run_cost_tables(
     *, benchmarks, forward_files: Sequence[str], method_table: str, rule_table: str
 ) -> None:
     forward = float(
-        np.mean([read_npz(p, ("forward_pass_seconds",))["forward_pass_seconds"]
-                 for p in forward_files])
+        np.mean(
+            [
+                read_npz(p, ("forward_pass_seconds",))["forward_pass_seconds"]
+                for p in forward_files
+            ]
+        )
     )
     per_method, per_rule = cost_tables(benchmarks, forward, len(forward_files))
     write_table(method_table, per_method)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gex_core.checkpoint import save_params
-from gex_core.data import load_dataset
+from gex_core.data import read_dataset
 from gex_core.io import read_npz, save_figure, write_npz, write_table
 from gex_core.models import make_model, num_params
 from gex_core.plots import learning_curve
@@ -28,7 +28,7 @@ def timed_forward_pass(eval_fn, params, x, y, batch_size: int) -> float:
 
 def run_pretraining(
     *,
-    dataset: str,
+    data_path: str,
     model_name: str,
     labels_path: str,
     seed: int,
@@ -37,7 +37,7 @@ def run_pretraining(
     outputs: Mapping[str, str],
 ) -> None:
     """outputs: model, trajectory, record, losses, history, curve (file paths)."""
-    data = load_dataset(dataset)
+    data = read_dataset(data_path)
     noisy = read_npz(labels_path, ("noisy",))["noisy"]
     model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
     print(f"{model_name}: {num_params(model.init(jax.random.key(0)))} parameters")
@@ -58,8 +58,12 @@ def run_pretraining(
         eval_batch_size=eval_batch_size,
     )
     eval_fn = make_eval_fn(model.apply)
-    train_loss, _ = evaluate(eval_fn, result.params, data.x_train, noisy, eval_batch_size)
-    test_loss, _ = evaluate(eval_fn, result.params, data.x_test, data.y_test, eval_batch_size)
+    train_loss, _ = evaluate(
+        eval_fn, result.params, data.x_train, noisy, eval_batch_size
+    )
+    test_loss, _ = evaluate(
+        eval_fn, result.params, data.x_test, data.y_test, eval_batch_size
+    )
     forward_s = timed_forward_pass(
         eval_fn, result.params, data.x_train, noisy, eval_batch_size
     )
@@ -80,5 +84,5 @@ def run_pretraining(
     )
     history = pd.DataFrame(result.history)
     write_table(outputs["history"], history)
-    title = f"{dataset} / {model_name} / seed {seed}"
+    title = f"{model_name}, seed {seed}"
     save_figure(outputs["curve"], learning_curve(history, title))

@@ -1,0 +1,59 @@
+"""Bad configs stop Snakemake before any job runs, with a message naming the key."""
+
+import pytest
+
+from tests.workflow_util import ROOT, snakemake
+
+CASES = {
+    "unknown top-level key": ("modle: cnn\n", "config key modle: unknown key"),
+    "unknown nested key": (
+        "ensemble:\n  ft_step: 10\n",
+        "config key ensemble.ft_step: unknown key",
+    ),
+    "string where a number belongs": (
+        "pretrain:\n  lr: 1e-3\n",
+        "config key pretrain.lr: '1e-3' is not of type 'number' (YAML reads",
+    ),
+    "ratio outside [0, 1)": (
+        "noise:\n  ratio: 1.0\n",
+        "config key noise.ratio: 1.0 is greater than or equal to the maximum of 1",
+    ),
+    "negative ratio": (
+        "noise:\n  ratio: -0.1\n",
+        "config key noise.ratio: -0.1 is less than the minimum of 0",
+    ),
+    "unknown method": (
+        "methods: [gex, tracin_typo]\n",
+        "config key methods.1: 'tracin_typo' is not one of ['gex', 'randproj']",
+    ),
+    "unknown model": (
+        "model: resnet50\n",
+        "config key model: 'resnet50' is not one of",
+    ),
+    "wrong type for a list": (
+        "seeds: 3\n",
+        "config key seeds: 3 is not of type 'array'",
+    ),
+    "checkpoints that do not fit": (
+        "pretrain:\n  epochs: 4\n  num_checkpoints: 5\n",
+        "config pretrain.num_checkpoints=5 does not fit in the second half of "
+        "pretrain.epochs=4",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_config_fails_before_any_job(tmp_path, case):
+    text, message = CASES[case]
+    (tmp_path / "config.yaml").write_text(text)
+    result = snakemake(ROOT, tmp_path, "--cores", "1")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_defaults_fill_a_partial_config(tmp_path):
+    (tmp_path / "config.yaml").write_text("seeds: [4]\n")
+    result = snakemake(ROOT, tmp_path, "-n", "--cores", "1")
+    assert result.returncode == 0, result.stderr
+    assert "seed4/ensemble/ft-lr0.1-s100-b64-S2/chain3.npz" in result.stdout

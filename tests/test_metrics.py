@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from gex_core.metrics import detection_metrics, recall_at_top
+
+
+def test_metrics_agree_with_scikit_learn():
+    rng = np.random.default_rng(0)
+    mask = rng.random(300) < 0.1
+    scores = rng.normal(size=300) + 1.5 * mask
+    metrics = detection_metrics(scores, mask)
+    assert metrics["auc"] == pytest.approx(roc_auc_score(mask, scores))
+    assert metrics["ap"] == pytest.approx(average_precision_score(mask, scores))
+    assert metrics["noise_rate"] == pytest.approx(mask.mean())
+    assert metrics["num_noisy"] == mask.sum()
+
+
+def test_recall_at_noise_rate_by_hand():
+    scores = np.array([0.9, 0.8, 0.1, 0.7, 0.2, 0.3, 0.05, 0.0, 0.6, 0.4])
+    mask = np.array([1, 0, 1, 1, 0, 0, 0, 0, 0, 0], bool)
+    # q = 30%: top-3 scores are samples 0, 1, 3; two of the three noisy ones are found
+    assert recall_at_top(scores, mask, 0.3) == pytest.approx(2 / 3)
+    assert detection_metrics(scores, mask)["recall_at_noise_rate"] == pytest.approx(
+        2 / 3
+    )
+
+
+def test_perfect_and_reversed_scores():
+    mask = np.array([0, 0, 1, 1], bool)
+    assert detection_metrics(np.array([0.0, 1, 2, 3]), mask)["auc"] == 1.0
+    assert detection_metrics(np.array([3.0, 2, 1, 0]), mask)["auc"] == 0.0
+
+
+def test_non_finite_scores_fail_loudly():
+    with pytest.raises(ValueError, match=r"1 of 3 scores are not finite .*index 1"):
+        detection_metrics(np.array([0.1, np.nan, 0.3]), np.array([0, 1, 0], bool))
+
+
+def test_single_class_mask_fails_loudly():
+    with pytest.raises(ValueError, match="single class"):
+        detection_metrics(np.array([0.1, 0.2]), np.array([0, 0], bool))

@@ -1,0 +1,84 @@
+import pytest
+import yaml
+
+from gex_core import paths
+from gex_core.influence.registry import METHODS, get_method
+
+CONFIG = {
+    "dataset": "digits",
+    "model": "cnn",
+    "noise": {"kind": "symmetric", "ratio": 0.1},
+    "pretrain": {
+        "epochs": 60,
+        "batch_size": 64,
+        "lr": 0.05,
+        "weight_decay": 5.0e-4,
+        "warmup_ratio": 0.1,
+        "momentum": 0.9,
+        "num_checkpoints": 5,
+    },
+    "ensemble": {
+        "chains": 4,
+        "stages": 2,
+        "ft_lr": 0.1,
+        "ft_steps": 100,
+        "batch_size": 64,
+    },
+    "influence": {"gex": {"tau": 0.05}, "randproj": {"dim": 20, "strategy": "vjp"}},
+}
+
+
+def test_segments_name_every_knob():
+    assert paths.noise_segment(CONFIG["noise"]) == "sym0.1"
+    assert paths.train_segment(CONFIG["pretrain"]) == (
+        "sgd-e60-b64-lr0.05-wd0.0005-wu0.1-m0.9-T5"
+    )
+    assert paths.ensemble_segment(CONFIG["ensemble"]) == "ft-lr0.1-s100-b64-S2"
+    assert paths.method_segment("gex", CONFIG) == "ft-lr0.1-s100-b64-S2-K4-tau0.05"
+    # the projection strategy changes how, not what: it is not in the path
+    assert paths.method_segment("randproj", CONFIG) == "d20"
+
+
+def test_full_paths_of_a_run():
+    wildcards = paths.run_wildcards(CONFIG, 2)
+    assert paths.PRETRAIN.format(**wildcards) == (
+        "results/digits/noise-sym0.1/cnn/sgd-e60-b64-lr0.05-wd0.0005-wu0.1-m0.9-T5"
+        "/seed2/pretrain"
+    )
+    assert (
+        paths.LABELS.format(**wildcards) == "results/digits/noise-sym0.1/labels/seed2"
+    )
+
+
+def test_values_are_formatted_canonically():
+    assert paths.fmt(0.0005) == "0.0005"
+    assert paths.fmt(1e-5) == "1e-05"
+    assert paths.fmt(0.0) == "0.0"
+    assert paths.fmt(60) == "60"
+    assert paths.fmt(True) == "true"
+
+
+def test_a_changed_knob_changes_only_its_own_and_downstream_segments():
+    changed = {**CONFIG, "ensemble": {**CONFIG["ensemble"], "ft_steps": 300}}
+    assert paths.train_segment(changed["pretrain"]) == paths.train_segment(
+        CONFIG["pretrain"]
+    )
+    assert paths.method_segment("gex", changed) != paths.method_segment("gex", CONFIG)
+    assert paths.method_segment("randproj", changed) == "d20"
+
+
+def test_unknown_method_is_named():
+    with pytest.raises(ValueError, match="unknown influence method 'tracin_typo'"):
+        get_method("tracin_typo")
+
+
+def test_schema_lists_exactly_the_registered_methods():
+    with open("schemas/config.schema.yaml") as f:
+        schema = yaml.safe_load(f)
+    enum = schema["properties"]["methods"]["items"]["enum"]
+    assert sorted(enum) == sorted(METHODS)
+    knobs = schema["properties"]["influence"]["properties"]
+    assert sorted(knobs) == sorted(METHODS)
+    for name, spec in METHODS.items():
+        expected = set(spec.hparams) | set(spec.unpathed)
+        assert set(knobs[name]["properties"]) == expected, name

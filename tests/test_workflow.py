@@ -1,0 +1,161 @@
+"""Real Snakemake on the tiny config in tests/smoke: outputs, numbers and caching."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.workflow_util import ROOT, copy_workflow, planned_jobs, snakemake
+
+RUN = "results/digits/noise-sym0.2/mlp/sgd-e6-b128-lr0.1-wd0.0005-wu0.1-m0.9-T2/seed{seed}"
+GEX = "influence/gex/ft-lr0.05-s10-b128-S1-K2-tau0.05"
+RANDPROJ = "influence/randproj/d4"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    base = tmp_path_factory.mktemp("smoke")
+    workflow = copy_workflow(base / "workflow")
+    workdir = base / "run"
+    workdir.mkdir()
+    shutil.copy(ROOT / "tests" / "smoke" / "config.yaml", workdir / "config.yaml")
+    result = snakemake(workflow, workdir, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workflow, workdir
+
+
+def config_with(workdir, path, **changes):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config[path] = {**config[path], **changes}
+    changed = workdir / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    return changed
+
+
+def test_outputs_exist_and_hold_sane_numbers(smoke):
+    _, workdir = smoke
+    summary = pd.read_csv(workdir / "results/digits/summary/detection.tsv", sep="\t")
+    assert list(summary.method) == ["gex", "randproj"]
+    assert (summary.seeds == 2).all()
+    assert summary.auc_mean.between(0, 1).all() and summary.ap_mean.between(0, 1).all()
+    # 20% symmetric noise on a barely trained MLP: loss-like scores find noisy labels
+    assert (summary.auc_mean > 0.7).all(), summary
+    assert summary.noise_rate.between(0.15, 0.2).all()
+
+    for seed in (0, 1):
+        run = workdir / RUN.format(seed=seed)
+        labels = json.loads(
+            (
+                workdir / f"results/digits/noise-sym0.2/labels/seed{seed}.json"
+            ).read_text()
+        )
+        assert labels["num_train"] == 1437
+        history = pd.read_csv(run / "pretrain/history.tsv", sep="\t")
+        assert list(history.epoch) == list(range(1, 7))
+        assert history.train_loss.iloc[-1] < history.train_loss.iloc[0]
+        assert (run / "pretrain/learning_curve.png").stat().st_size > 10_000
+        with np.load(run / "pretrain/record.npz") as record:
+            assert record["forgetting"].shape == (1437,)
+            assert list(record["trajectory_epochs"]) == [4, 5]
+        with np.load(run / "ensemble/ft-lr0.05-s10-b128-S1/chain1.npz") as chain:
+            assert chain["train_losses"].shape == (1, 1437)
+            assert chain["test_losses"].shape == (1, 360)
+        for method in (GEX, RANDPROJ):
+            with np.load(run / method / "scores.npz") as scores:
+                assert scores["self_influence"].shape == (1437,)
+                assert np.isfinite(scores["self_influence"]).all()
+            metrics = json.loads((run / method / "detection.json").read_text())
+            assert 0.5 < metrics["auc"] <= 1
+            for plot in ("histogram.png", "curves.png"):
+                assert (run / method / plot).stat().st_size > 10_000
+
+    cost = pd.read_csv(workdir / "results/digits/summary/cost.tsv", sep="\t")
+    assert list(cost.method) == ["gex", "randproj"]
+    assert (cost.scoring_s > 0).all() and (cost.forward_passes > 0).all()
+    assert cost.set_index("method").upstream_s["gex"] > 0  # the ensemble chains
+    assert cost.set_index("method").upstream_s["randproj"] == 0
+    rules = pd.read_csv(workdir / "results/digits/summary/rule_cost.tsv", sep="\t")
+    assert set(rules.rule) == {
+        "dataset",
+        "labels",
+        "pretrain",
+        "ensemble_chain",
+        "influence",
+        "detect",
+    }
+    assert rules.set_index("rule").jobs["ensemble_chain"] == 4
+
+
+def test_a_finished_run_has_nothing_to_do(smoke):
+    workflow, workdir = smoke
+    result = snakemake(workflow, workdir, "-n")
+    assert result.returncode == 0
+    assert planned_jobs(result) == {}
+
+
+def test_changing_a_gex_knob_never_reruns_pretraining(smoke):
+    workflow, workdir = smoke
+    changed = config_with(workdir, "ensemble", ft_steps=7)
+    jobs = planned_jobs(
+        snakemake(workflow, workdir, "-n", "--configfile", str(changed))
+    )
+    assert jobs == {
+        "ensemble_chain": 4,
+        "influence": 2,
+        "detect": 2,
+        "summarize_detection": 1,
+        "cost_table": 1,
+        "all": 1,
+    }
+
+
+def test_changing_the_noise_ratio_reruns_everything_downstream_of_labels(smoke):
+    workflow, workdir = smoke
+    changed = config_with(workdir, "noise", ratio=0.3)
+    jobs = planned_jobs(
+        snakemake(workflow, workdir, "-n", "--configfile", str(changed))
+    )
+    assert jobs == {
+        "labels": 2,
+        "pretrain": 2,
+        "ensemble_chain": 4,
+        "influence": 4,
+        "detect": 4,
+        "summarize_detection": 1,
+        "cost_table": 1,
+        "all": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("ensemble.py", {"ensemble_chain": 4, "influence": 2, "detect": 2}),
+        ("influence/projection.py", {"influence": 2, "detect": 2}),
+        ("train.py", {"pretrain": 2, "ensemble_chain": 4, "influence": 4, "detect": 4}),
+        (
+            "plots.py",
+            {
+                "pretrain": 2,
+                "ensemble_chain": 4,
+                "influence": 4,
+                "detect": 4,
+                "summarize_detection": 1,
+            },
+        ),
+    ],
+)
+def test_editing_a_module_marks_exactly_its_stages_stale(smoke, module, expected):
+    workflow, workdir = smoke
+    source = workflow / "gex_core" / module
+    original = source.read_text()
+    try:
+        source.write_text(original + "\n# an edit\n")
+        jobs = planned_jobs(snakemake(workflow, workdir, "-n"))
+    finally:
+        source.write_text(original)
+    # aggregation always follows its inputs
+    assert jobs == {**expected, "summarize_detection": 1, "cost_table": 1, "all": 1}

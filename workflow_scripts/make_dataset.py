@@ -1,0 +1,15 @@
+"""Load the configured data set once and store its fixed train/test split."""
+
+from gex_core.jobenv import start_job
+
+start_job(snakemake.log[0])
+
+from gex_core.data import load_dataset, save_dataset  # noqa: E402
+
+data = load_dataset(snakemake.wildcards.dataset)
+save_dataset(snakemake.output.data, data)
+print(
+    f"{snakemake.wildcards.dataset}: {data.x_train.shape[0]} train, "
+    f"{data.x_test.shape[0]} test, images {data.x_train.shape[1:]}, "
+    f"{data.num_classes} classes"
+)
