@@ -46,9 +46,22 @@ def describe_errors(config: Any, schema: dict) -> list[str]:
     return lines
 
 
+def sorted_keys(value: Any) -> Any:
+    """The same config with every mapping's keys in sorted order.
+
+    Snakemake compares params by their repr, so without this a config whose keys were
+    merely reordered (or rewritten by a YAML dumper) would rerun jobs.
+    """
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
+
+
 def validate_config(config: MutableMapping, schema_path: str | Path) -> None:
-    """Validate in place and fill defaults (Snakemake's validate); on failure raise a
-    ConfigError listing every offending key."""
+    """Validate in place, fill defaults (Snakemake's validate) and sort keys; on failure
+    raise a ConfigError listing every offending key."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
@@ -61,3 +74,6 @@ def validate_config(config: MutableMapping, schema_path: str | Path) -> None:
         validate(config, str(schema_path), set_default=True)
     except WorkflowError as err:  # e.g. a default that violates the schema
         raise ConfigError(f"invalid config: {err}") from None
+    canonical = sorted_keys(dict(config))
+    config.clear()
+    config.update(canonical)

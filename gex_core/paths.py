@@ -145,7 +145,10 @@ def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]
         "dataset": {"": [benchmark_file(f"results/{config['dataset']}/data.npz")]},
         "labels": {"": [benchmark_file(labels_file(config, s)) for s in seeds]},
         "pretrain": {
-            "": [benchmark_file(f"{pretrain_dir(config, s)}/model.msgpack") for s in seeds]
+            "": [
+                benchmark_file(f"{pretrain_dir(config, s)}/model.msgpack")
+                for s in seeds
+            ]
         },
         "ensemble_chain": {},
         "influence": {},
@@ -153,8 +156,12 @@ def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]
     }
     for method in config["methods"]:
         folders = [influence_dir(config, method, s) for s in seeds]
-        files["influence"][method] = [benchmark_file(f"{f}/scores.npz") for f in folders]
-        files["detect"][method] = [benchmark_file(f"{f}/detection.json") for f in folders]
+        files["influence"][method] = [
+            benchmark_file(f"{f}/scores.npz") for f in folders
+        ]
+        files["detect"][method] = [
+            benchmark_file(f"{f}/detection.json") for f in folders
+        ]
         if "ensemble" in get_method(method).needs:
             files["ensemble_chain"][method] = [
                 benchmark_file(path) for s in seeds for path in chain_files(config, s)
