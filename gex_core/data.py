@@ -115,3 +115,17 @@ def read_dataset(path: str) -> Dataset:
         if y.size and (y.min() < 0 or y.max() >= num_classes):
             raise ValueError(f"{path}: {split} labels outside 0..{num_classes - 1}")
     return Dataset(*(arrays[name] for name in DATASET_ARRAYS), num_classes=num_classes)
+
+
+def read_noisy_dataset(data_path: str, labels_path: str) -> Dataset:
+    """The stored split with the noisy training labels of labels_path in y_train."""
+    from gex_core.io import read_npz
+
+    data = read_dataset(data_path)
+    noisy = read_npz(labels_path, ("noisy",))["noisy"]
+    if noisy.shape != data.y_train.shape:
+        raise ValueError(
+            f"{labels_path}: {noisy.shape[0]} labels for {data.y_train.shape[0]} "
+            f"training samples of {data_path}"
+        )
+    return data._replace(y_train=noisy)

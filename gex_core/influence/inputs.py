@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from gex_core.data import Dataset, read_dataset
+from gex_core.data import Dataset, read_noisy_dataset
 from gex_core.io import read_npz
 
 Params = Any
@@ -45,14 +45,7 @@ class MethodInputs:
     @cached_property
     def data(self) -> Dataset:
         """The split with the noisy training labels in y_train."""
-        base = read_dataset(self.data_path)
-        noisy = read_npz(self.labels_path, ("noisy",))["noisy"]
-        if noisy.shape != base.y_train.shape:
-            raise ValueError(
-                f"{self.labels_path}: {noisy.shape[0]} labels for "
-                f"{base.y_train.shape[0]} training samples"
-            )
-        return base._replace(y_train=noisy)
+        return read_noisy_dataset(self.data_path, self.labels_path)
 
     @cached_property
     def model(self):

@@ -9,9 +9,9 @@ import jax
 import numpy as np
 
 from gex_core.checkpoint import load_params, save_params
-from gex_core.data import read_dataset
+from gex_core.data import read_noisy_dataset
 from gex_core.ensemble import run_chain
-from gex_core.io import read_npz, write_npz
+from gex_core.io import write_npz
 from gex_core.models import make_model
 
 
@@ -30,15 +30,14 @@ def run_ensemble_chain(
     outputs: Mapping[str, str],
 ) -> None:
     """outputs: losses (.npz with train_losses (S, N), test_losses (S, N_te)), members."""
-    data = read_dataset(data_path)
-    noisy = read_npz(labels_path, ("noisy",))["noisy"]
+    data = read_noisy_dataset(data_path, labels_path)
     model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
     pretrained = load_params(model_path, model.init(jax.random.key(0)))
     result = run_chain(
         model,
         pretrained,
         data.x_train,
-        noisy,
+        data.y_train,
         data.x_test,
         data.y_test,
         seed=seed,

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from gex_core.checkpoint import save_params
-from gex_core.data import read_dataset
-from gex_core.io import read_npz, save_figure, write_npz, write_table
+from gex_core.data import read_noisy_dataset
+from gex_core.io import save_figure, write_npz, write_table
 from gex_core.models import make_model, num_params
 from gex_core.plots import learning_curve
 from gex_core.train import evaluate, make_eval_fn, pretrain
@@ -37,8 +37,8 @@ def run_pretraining(
     outputs: Mapping[str, str],
 ) -> None:
     """outputs: model, trajectory, record, losses, history, curve (file paths)."""
-    data = read_dataset(data_path)
-    noisy = read_npz(labels_path, ("noisy",))["noisy"]
+    data = read_noisy_dataset(data_path, labels_path)
+    noisy = data.y_train
     model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
     print(f"{model_name}: {num_params(model.init(jax.random.key(0)))} parameters")
     result = pretrain(
