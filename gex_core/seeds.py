@@ -15,6 +15,14 @@ STREAMS = {
     "pretrain_order": 2,
     "ensemble_order": 3,
     "randproj": 4,
+    "tracinrp": 5,
+    "arnoldi": 6,
+    "la_kfac": 7,
+    "el2n": 8,
+    "cl": 9,
+    "random": 10,
+    "lissa": 11,
+    "curvature_batches": 12,
 }
 
 

@@ -155,11 +155,14 @@ class TrainingRecord(NamedTuple):
     """Per-sample bookkeeping of a training run (noisy labels, training forward pass).
 
     last_loss: (N,) loss at the sample's most recent step; forgetting: (N,) number of
-    correct->incorrect transitions between consecutive visits (never-learned samples 0).
+    correct->incorrect transitions between consecutive visits; learned: (N,) bool, the
+    sample was classified correctly at least once (a never-learned sample has 0
+    forgetting events but is no "unforgettable" one).
     """
 
     last_loss: np.ndarray
     forgetting: np.ndarray
+    learned: np.ndarray
 
 
 def update_record(
@@ -242,6 +245,7 @@ def pretrain(
     last_loss = np.zeros(n, np.float32)
     forgetting = np.zeros(n, np.int32)
     prev_correct = np.zeros(n, np.float32)
+    ever_correct = np.zeros(n, bool)
     trajectory, history = [], []
     for epoch in range(1, epochs + 1):
         params, opt_state, idx, losses, correct = run_steps(
@@ -249,6 +253,7 @@ def pretrain(
         )
         raise_if_not_finite(losses, "pretrain", (epoch - 1) * steps_per_epoch, hparams)
         update_record(last_loss, forgetting, prev_correct, idx, losses, correct)
+        ever_correct[idx[correct > 0]] = True
         test_loss, test_logits = evaluate(
             eval_fn, params, x_test, y_test, eval_batch_size
         )
@@ -268,6 +273,5 @@ def pretrain(
                 f"epoch {epoch}/{epochs} train_loss {row['train_loss']:.4f} "
                 f"train_acc {row['train_acc']:.4f} test_acc {row['test_acc']:.4f}"
             )
-    return PretrainResult(
-        params, trajectory, history, TrainingRecord(last_loss, forgetting)
-    )
+    record = TrainingRecord(last_loss, forgetting, learned=ever_correct)
+    return PretrainResult(params, trajectory, history, record)

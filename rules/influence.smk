@@ -6,7 +6,10 @@ rule influence:
         data="results/{dataset}/data.npz",
         labels=labels_file,
         model=pretrained("model.msgpack"),
+        trajectory=pretrained("trajectory.msgpack"),
+        record=pretrained("record.npz"),
         losses=pretrained("losses.npz"),
+        history=pretrained("history.tsv"),
         chains=chain_files,
     output:
         scores="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz",
@@ -22,6 +25,8 @@ rule influence:
     params:
         check=lambda wc: expect(wc, hparams=METHOD_HPARAMS.get(wc.method)),
         model=config["model"],
+        recipe=config["pretrain"],
+        pretrain_dir=lambda wc: paths.PRETRAIN.format(**wc),
         hp=lambda wc: config["influence"][wc.method],
         eval_batch_size=config["eval_batch_size"],
         code=method_code,

@@ -80,6 +80,7 @@ def test_pretraining_is_bitwise_deterministic_and_learns():
     np.testing.assert_array_equal(a.record.forgetting, b.record.forgetting)
     assert a.history[-1]["train_loss"] < a.history[0]["train_loss"]
     assert [epoch for epoch, _ in a.trajectory] == [4, 5]
+    assert a.record.learned.dtype == bool and a.record.learned.any()
     c = run_tiny(seed=1)
     assert not np.array_equal(
         jax.tree.leaves(a.params)[0], jax.tree.leaves(c.params)[0]

@@ -9,12 +9,12 @@ from gex_core.stages.influence import run_influence  # noqa: E402
 
 inputs = MethodInputs(
     data_path=snakemake.input.data,
+    labels_path=snakemake.input.labels,
+    pretrain_dir=snakemake.params.pretrain_dir,
     model_name=snakemake.params.model,
     seed=int(snakemake.wildcards.seed),
     eval_batch_size=snakemake.params.eval_batch_size,
-    labels_path=snakemake.input.labels,
-    model_path=snakemake.input.model,
-    losses_path=snakemake.input.losses,
+    recipe=snakemake.params.recipe,
     chain_paths=tuple(snakemake.input.chains),
 )
 run_influence(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -16,31 +17,46 @@ Params = Any
 class MethodInputs:
     """Lazily loaded artifacts of one (data, noise, model, pretraining, seed) run.
 
-    data_path: the split (data.npz); labels_path: labels.npz (noisy, clean, mask); model_path: pretrained msgpack;
-    losses_path: the pretrained model's per-sample losses; chain_paths: ensemble chain
-    .npz files (member losses), in chain order.
+    data_path: the split (data.npz); labels_path: labels.npz (noisy, clean, mask);
+    pretrain_dir: the pretraining stage's folder (model.msgpack, trajectory.msgpack,
+    record.npz, losses.npz, history.tsv); chain_paths: ensemble chain .npz files (member
+    losses), in chain order; recipe: the pretraining config (epochs, batch_size, lr,
+    weight_decay, warmup_ratio, momentum, num_checkpoints), for methods that retrain.
+    Methods never see the clean labels or the noise mask.
     """
 
     def __init__(
         self,
         *,
         data_path: str,
+        labels_path: str,
+        pretrain_dir: str,
         model_name: str,
         seed: int,
         eval_batch_size: int,
-        labels_path: str,
-        model_path: str,
-        losses_path: str,
+        recipe: Mapping[str, Any],
         chain_paths: tuple[str, ...] = (),
     ):
         self.data_path = data_path
+        self.labels_path = labels_path
+        self.pretrain_dir = pretrain_dir
         self.model_name = model_name
         self.seed = seed
         self.eval_batch_size = eval_batch_size
-        self.labels_path = labels_path
-        self.model_path = model_path
-        self.losses_path = losses_path
+        self.recipe = dict(recipe)
         self.chain_paths = tuple(chain_paths)
+
+    def key(self, stream: str, *ids: int):
+        """A JAX key of this run's seed for one of `gex_core.seeds.STREAMS`."""
+        from gex_core.seeds import jax_key
+
+        return jax_key(self.seed, stream, *ids)
+
+    def rng(self, stream: str, *ids: int) -> np.random.Generator:
+        """A NumPy generator of this run's seed for one of `gex_core.seeds.STREAMS`."""
+        from gex_core.seeds import host_rng
+
+        return host_rng(self.seed, stream, *ids)
 
     @cached_property
     def data(self) -> Dataset:
@@ -56,18 +72,50 @@ class MethodInputs:
         )
 
     @cached_property
-    def params(self) -> Params:
+    def template(self) -> Params:
+        """Freshly initialised parameters: the structure checkpoints are read into."""
         import jax
 
+        return self.model.init(jax.random.key(0))
+
+    @cached_property
+    def params(self) -> Params:
+        """The pretrained parameters theta*."""
         from gex_core.checkpoint import load_params
 
-        template = self.model.init(jax.random.key(0))
-        return load_params(self.model_path, template)
+        return load_params(f"{self.pretrain_dir}/model.msgpack", self.template)
+
+    @cached_property
+    def trajectory(self) -> list[Params]:
+        """The T trajectory checkpoints, in training order."""
+        from gex_core.checkpoint import load_params_list
+
+        return load_params_list(
+            f"{self.pretrain_dir}/trajectory.msgpack", self.template
+        )
+
+    @cached_property
+    def record(self) -> dict[str, np.ndarray]:
+        """Pretraining bookkeeping: last_loss (N,), forgetting (N,) int, learned (N,)
+        bool, trajectory_epochs (T,)."""
+        return read_npz(
+            f"{self.pretrain_dir}/record.npz",
+            ("last_loss", "forgetting", "learned", "trajectory_epochs"),
+        )
+
+    @cached_property
+    def trajectory_lrs(self) -> np.ndarray:
+        """Learning rate at the end of each trajectory checkpoint's epoch, (T,)."""
+        import pandas as pd
+
+        history = pd.read_csv(f"{self.pretrain_dir}/history.tsv", sep="\t")
+        lr = dict(zip(history.epoch, history.lr, strict=True))
+        return np.array([lr[int(e)] for e in self.record["trajectory_epochs"]])
 
     @cached_property
     def pretrained_losses(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample losses of the pretrained model: train (N,), test (N_te,)."""
-        arrays = read_npz(self.losses_path, ("train", "test"))
+        arrays = read_npz(f"{self.pretrain_dir}/losses.npz", ("train", "test"))
         return arrays["train"], arrays["test"]
 
     @cached_property

@@ -74,6 +74,7 @@ def run_pretraining(
         outputs["record"],
         last_loss=result.record.last_loss,
         forgetting=result.record.forgetting,
+        learned=result.record.learned,
         trajectory_epochs=np.array([epoch for epoch, _ in result.trajectory]),
     )
     write_npz(
