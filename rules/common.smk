@@ -13,6 +13,19 @@ ENSEMBLE = paths.ensemble_segment(config["ensemble"])
 METHOD_HPARAMS = {
     name: paths.method_segment(name, config) for name in config["methods"]
 }
+# Per-method cost inputs: each scoring job's timing, and the chains gex is built on.
+TIMING = {
+    method: [
+        f"{paths.influence_dir(config, method, seed)}/timing.json"
+        for seed in config["seeds"]
+    ]
+    for method in config["methods"]
+}
+CHAINS = {
+    method: [f for seed in config["seeds"] for f in paths.chain_files(config, seed)]
+    for method in config["methods"]
+    if "ensemble" in get_method(method).needs
+}
 # JAX rules ask for a GPU where the machine running Snakemake has one, and the default
 # profile then runs one GPU job at a time. Without a GPU they run side by side on the
 # CPU (a cap would leave cores idle: 5.1 vs 7.0 min for the default run on 2 cores).

@@ -44,6 +44,7 @@ rule summarize_detection:
 rule cost_table:
     input:
         metrics=detection_files,
+        timing=lambda wc: [f for files in TIMING.values() for f in files],
     output:
         methods="results/{dataset}/summary/cost.tsv",
         rules="results/{dataset}/summary/rule_cost.tsv",
@@ -54,10 +55,8 @@ rule cost_table:
         "../envs/gex.yaml"
     params:
         benchmarks=paths.benchmark_files(config),
-        forward_files=[
-            f"{paths.pretrain_dir(config, seed)}/losses.npz"
-            for seed in config["seeds"]
-        ],
+        timing=TIMING,
+        chains=CHAINS,
         code=code("cost_table.py"),
     script:
         "../workflow_scripts/cost_table.py"

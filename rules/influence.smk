@@ -13,6 +13,7 @@ rule influence:
         chains=chain_files,
     output:
         scores="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz",
+        timing="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/timing.json",
     log:
         "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.log",
     benchmark:

@@ -75,6 +75,9 @@ def test_outputs_exist_and_hold_sane_numbers(smoke):
     cost = pd.read_csv(workdir / "results/digits/summary/cost.tsv", sep="\t")
     assert list(cost.method) == ["gex", "randproj"]
     assert (cost.scoring_s > 0).all() and (cost.forward_passes > 0).all()
+    # gex scoring is array work on saved losses; its chains are where its cost lies
+    gex_cost = cost.set_index("method").loc["gex"]
+    assert gex_cost.forward_passes > 1
     assert cost.set_index("method").upstream_s["gex"] > 0  # the ensemble chains
     assert cost.set_index("method").upstream_s["randproj"] == 0
     rules = pd.read_csv(workdir / "results/digits/summary/rule_cost.tsv", sep="\t")

@@ -1,4 +1,4 @@
-"""Cost per method and per rule, from the Snakemake benchmark files of this run."""
+"""Cost per method and per rule, from this run's benchmark and timing files."""
 
 from gex_core.jobenv import start_job
 
@@ -8,7 +8,8 @@ from gex_core.stages.evaluate import run_cost_tables  # noqa: E402
 
 run_cost_tables(
     benchmarks=snakemake.params.benchmarks,
-    forward_files=list(snakemake.params.forward_files),
+    timing=snakemake.params.timing,
+    chains=snakemake.params.chains,
     method_table=snakemake.output.methods,
     rule_table=snakemake.output.rules,
 )

@@ -21,5 +21,5 @@ run_influence(
     method=snakemake.wildcards.method,
     hp=snakemake.params.hp,
     inputs=inputs,
-    output=snakemake.output.scores,
+    outputs=dict(snakemake.output.items()),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,6 +10,7 @@ import jax
 import numpy as np
 
 from gex_core.checkpoint import load_params, save_params
+from gex_core.costs import timed_forward_pass
 from gex_core.data import read_noisy_dataset
 from gex_core.ensemble import run_chain
 from gex_core.io import write_npz
@@ -29,10 +31,12 @@ def run_ensemble_chain(
     eval_batch_size: int,
     outputs: Mapping[str, str],
 ) -> None:
-    """outputs: losses (.npz with train_losses (S, N), test_losses (S, N_te)), members."""
+    """outputs: losses (.npz: train_losses (S, N), test_losses (S, N_te), and the
+    chain's compute_seconds and forward_pass_seconds, timed in this process), members."""
     data = read_noisy_dataset(data_path, labels_path)
     model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
     pretrained = load_params(model_path, model.init(jax.random.key(0)))
+    start = time.perf_counter()
     result = run_chain(
         model,
         pretrained,
@@ -50,9 +54,15 @@ def run_ensemble_chain(
         momentum=momentum,
         eval_batch_size=eval_batch_size,
     )
+    compute_s = time.perf_counter() - start
+    forward_s = timed_forward_pass(
+        model, pretrained, data.x_train, data.y_train, eval_batch_size
+    )
     save_params(outputs["members"], result.members)
     write_npz(
         outputs["losses"],
         train_losses=result.train_losses.astype(np.float32),
         test_losses=result.test_losses.astype(np.float32),
+        compute_seconds=np.array(compute_s),
+        forward_pass_seconds=np.array(forward_s),
     )

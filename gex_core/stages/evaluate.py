@@ -68,78 +68,76 @@ def read_benchmark(path: str) -> dict[str, float]:
     return {"s": float(frame["s"].mean()), "max_rss": float(rss.max())}
 
 
+def _forward_passes(timing_files: Sequence[str], chain_files: Sequence[str]) -> float:
+    """Compute seconds / forward-pass seconds, each ratio taken within one job, summed
+    over a method's jobs (scoring, plus ensemble chains for gex) and averaged over seeds."""
+    total = 0.0
+    for path in timing_files:
+        with open(path) as f:
+            total += json.load(f)["forward_passes"]
+    for path in chain_files:
+        chain = read_npz(path, ("compute_seconds", "forward_pass_seconds"))
+        total += float(chain["compute_seconds"] / chain["forward_pass_seconds"])
+    return total / len(timing_files)
+
+
 def cost_tables(
     benchmarks: Mapping[str, Mapping[str, Sequence[str]]],
-    forward_seconds: float,
-    num_seeds: int,
+    timing: Mapping[str, Sequence[str]],
+    chains: Mapping[str, Sequence[str]],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-method and per-rule cost from benchmark files.
+    """Per-method and per-rule cost.
 
-    benchmarks: {rule: {method ("" = shared by all methods): [tsv per job]}}.
-    Per method and seed: its own jobs' seconds (ensemble chains, scoring), the shared
-    jobs (labels, pretraining) apart, and the method's seconds in units of one forward
-    pass over the training set (measured in the pretraining job of the same run).
+    benchmarks: {rule: {method ("" = shared by all methods): [Snakemake benchmark tsv
+    per job]}}; timing: {method: [timing.json per seed]}; chains: {method: [chain .npz
+    files of all seeds]} for methods built on the ensemble. Per method: wall seconds per
+    seed of its own jobs (ensemble chains, scoring) and of the shared jobs (data,
+    labels, pretraining), peak RSS, and its compute in forward passes over the training
+    set (each job's compute time over a forward pass timed in the same job).
     """
     per_rule = []
     for rule, by_method in benchmarks.items():
         records = [read_benchmark(p) for files in by_method.values() for p in files]
-        seconds = np.array([r["s"] for r in records])
         per_rule.append(
             {
                 "rule": rule,
                 "jobs": len(records),
-                "total_s": float(np.nansum(seconds)),
-                "mean_s": float(np.nanmean(seconds)) if records else math.nan,
-                "peak_rss_mb": float(np.nanmax([r["max_rss"] for r in records]))
-                if records
-                else math.nan,
+                "total_s": float(np.nansum([r["s"] for r in records])),
+                "mean_s": float(np.nanmean([r["s"] for r in records])),
+                "peak_rss_mb": float(np.nanmax([r["max_rss"] for r in records])),
             }
         )
-    shared = (
-        sum(
-            float(np.nansum([read_benchmark(p)["s"] for p in by_method.get("", [])]))
-            for by_method in benchmarks.values()
-        )
-        / num_seeds
-    )
-    methods = sorted(
-        {m for by_method in benchmarks.values() for m in by_method if m},
-        key=lambda m: list(benchmarks["influence"]).index(m),
+    num_seeds = len(next(iter(timing.values())))
+    shared = sum(
+        float(np.nansum([read_benchmark(p)["s"] for p in by_method.get("", [])]))
+        for by_method in benchmarks.values()
     )
     per_method = []
-    for method in methods:
+    for method, timing_files in timing.items():
         own = {
             rule: [read_benchmark(p) for p in by_method.get(method, [])]
             for rule, by_method in benchmarks.items()
         }
-        upstream = sum(r["s"] for r in own.get("ensemble_chain", [])) / num_seeds
-        scoring = sum(r["s"] for r in own.get("influence", [])) / num_seeds
-        rss = [r["max_rss"] for rs in own.values() for r in rs]
+        upstream = sum(r["s"] for r in own["ensemble_chain"]) / num_seeds
+        scoring = sum(r["s"] for r in own["influence"]) / num_seeds
+        rss = [
+            r["max_rss"] for rule in ("ensemble_chain", "influence") for r in own[rule]
+        ]
         per_method.append(
             {
                 "method": method,
                 "upstream_s": upstream,
                 "scoring_s": scoring,
                 "method_total_s": upstream + scoring,
-                "forward_passes": (upstream + scoring) / forward_seconds,
-                "shared_pretrain_s": shared,
-                "peak_rss_mb": float(np.nanmax(rss)) if rss else math.nan,
+                "forward_passes": _forward_passes(timing_files, chains.get(method, [])),
+                "shared_pretrain_s": shared / num_seeds,
+                "peak_rss_mb": float(np.nanmax(rss)),
             }
         )
     return pd.DataFrame(per_method), pd.DataFrame(per_rule)
 
 
-def run_cost_tables(
-    *, benchmarks, forward_files: Sequence[str], method_table: str, rule_table: str
-) -> None:
-    forward = float(
-        np.mean(
-            [
-                read_npz(p, ("forward_pass_seconds",))["forward_pass_seconds"]
-                for p in forward_files
-            ]
-        )
-    )
-    per_method, per_rule = cost_tables(benchmarks, forward, len(forward_files))
+def run_cost_tables(*, benchmarks, timing, chains, method_table: str, rule_table: str):
+    per_method, per_rule = cost_tables(benchmarks, timing, chains)
     write_table(method_table, per_method)
     write_table(rule_table, per_rule)

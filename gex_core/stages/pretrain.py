@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,19 +10,12 @@ import numpy as np
 import pandas as pd
 
 from gex_core.checkpoint import save_params
+from gex_core.costs import timed_forward_pass
 from gex_core.data import read_noisy_dataset
 from gex_core.io import save_figure, write_npz, write_table
 from gex_core.models import make_model, num_params
 from gex_core.plots import learning_curve
 from gex_core.train import evaluate, make_eval_fn, pretrain
-
-
-def timed_forward_pass(eval_fn, params, x, y, batch_size: int) -> float:
-    """Seconds of one compiled forward pass over (x, y): the unit of the cost table."""
-    evaluate(eval_fn, params, x, y, batch_size)  # compile
-    start = time.perf_counter()
-    evaluate(eval_fn, params, x, y, batch_size)
-    return time.perf_counter() - start
 
 
 def run_pretraining(
@@ -65,7 +57,7 @@ def run_pretraining(
         eval_fn, result.params, data.x_test, data.y_test, eval_batch_size
     )
     forward_s = timed_forward_pass(
-        eval_fn, result.params, data.x_train, noisy, eval_batch_size
+        model, result.params, data.x_train, noisy, eval_batch_size
     )
 
     save_params(outputs["model"], result.params)
