@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -21,3 +22,10 @@ def l2_penalty(params) -> jax.Array:
     """0.5 * ||params||^2 over every leaf (coupled weight decay, as the research code)."""
     leaves = jax.tree_util.tree_leaves(params)
     return 0.5 * sum(jnp.sum(jnp.square(leaf)) for leaf in leaves)
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """(N, C) -> (N, C) row-wise softmax in float64."""
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)

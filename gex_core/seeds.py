@@ -35,5 +35,9 @@ def jax_key(seed: int, stream: str, *ids: int) -> jax.Array:
 
 
 def host_rng(seed: int, stream: str, *ids: int) -> np.random.Generator:
-    """np.random.default_rng over the entropy (seed, stream id, *ids)."""
-    return np.random.default_rng([seed, STREAMS[stream], *ids])
+    """np.random.default_rng over the entropy (seed, stream id, len(ids), *ids).
+
+    The count keeps (s, stream) and (s, stream, 0) apart: SeedSequence pads short
+    entropy with zeros, so without it they would be the same generator.
+    """
+    return np.random.default_rng([seed, STREAMS[stream], len(ids), *ids])

@@ -6,9 +6,10 @@ SGD with momentum, the mean softmax cross-entropy plus coupled L2 (weight_decay 
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -275,3 +276,74 @@ def pretrain(
             )
     record = TrainingRecord(last_loss, forgetting, learned=ever_correct)
     return PretrainResult(params, trajectory, history, record)
+
+
+def training_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The pretraining knobs `fit_fresh` takes (all but epochs), typed."""
+    return dict(
+        batch_size=int(recipe["batch_size"]),
+        lr=float(recipe["lr"]),
+        weight_decay=float(recipe["weight_decay"]),
+        warmup_ratio=float(recipe["warmup_ratio"]),
+        momentum=float(recipe["momentum"]),
+    )
+
+
+@functools.cache
+def _optimizer_and_step(
+    apply: Callable,
+    lr: float,
+    total_steps: int,
+    warmup_ratio: float,
+    momentum: float,
+    weight_decay: float,
+):
+    """(tx, jitted step) for one schedule, cached so equal-length runs compile once."""
+    tx = sgd(warmup_cosine_schedule(lr, total_steps, warmup_ratio), momentum)
+    return tx, make_train_step(apply, tx, weight_decay)
+
+
+def fit_fresh(
+    model: Model,
+    x_all: np.ndarray,
+    y_all: np.ndarray,
+    subset: np.ndarray,
+    *,
+    init_key: jax.Array,
+    order_rng: np.random.Generator,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    momentum: float,
+    stage: str,
+) -> Params:
+    """Train a fresh model on x_all[subset] with the pretraining recipe; return params.
+
+    x_all: (N, H, W, C), y_all: (N,) labels, subset: (n,) indices into them. Runs
+    epochs * ceil(n / batch_size) steps with the warm-up + cosine schedule built for
+    exactly those steps. The step always receives the full arrays (one compilation for
+    every subset whose run has the same number of steps).
+    """
+    subset = np.asarray(subset, np.int64)
+    num_steps = epochs * math.ceil(subset.shape[0] / batch_size)
+    tx, step_fn = _optimizer_and_step(
+        model.apply, lr, num_steps, warmup_ratio, momentum, weight_decay
+    )
+    params = model.init(init_key)
+    opt_state = tx.init(params)
+    local = batch_index_stream(subset.shape[0], batch_size, order_rng)
+    indices = (subset[i] for i in local)
+    params, _, _, losses, _ = run_steps(
+        step_fn,
+        params,
+        opt_state,
+        jnp.asarray(x_all),
+        jnp.asarray(y_all),
+        indices,
+        num_steps,
+    )
+    hparams = dict(epochs=epochs, batch_size=batch_size, lr=lr, n=subset.shape[0])
+    raise_if_not_finite(losses, stage, 0, hparams)
+    return params

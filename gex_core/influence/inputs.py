@@ -105,12 +105,16 @@ class MethodInputs:
 
     @cached_property
     def trajectory_lrs(self) -> np.ndarray:
-        """Learning rate at the end of each trajectory checkpoint's epoch, (T,)."""
+        """Learning rate of each trajectory checkpoint's epoch, (T,): the mean of the LR
+        at the epoch's start and end (the end alone is 0 for the final checkpoint)."""
         import pandas as pd
 
         history = pd.read_csv(f"{self.pretrain_dir}/history.tsv", sep="\t")
-        lr = dict(zip(history.epoch, history.lr, strict=True))
-        return np.array([lr[int(e)] for e in self.record["trajectory_epochs"]])
+        end = dict(zip(history.epoch, history.lr, strict=True))
+        start = {epoch + 1: lr for epoch, lr in end.items()}
+        epochs = [int(e) for e in self.record["trajectory_epochs"]]
+        # history's lr is the value after each epoch, so epoch 1 starts at 0 (warm-up)
+        return np.array([(start.get(e, 0.0) + end[e]) / 2 for e in epochs])
 
     @cached_property
     def pretrained_losses(self) -> tuple[np.ndarray, np.ndarray]:

@@ -59,6 +59,54 @@ METHODS: dict[str, MethodSpec] = {
             hparams={"dim": "d"},
             unpathed=("strategy",),
         ),
+        MethodSpec(
+            name="tracin",
+            compute="gex_core.influence.tracin:compute",
+            summary="Exact TracIn-CP: per-sample gradient norms over the trajectory",
+            cost="T*(N+N_te) per-sample gradients",
+            hparams={"lr_weights": "lrw"},
+        ),
+        MethodSpec(
+            name="tracinrp",
+            compute="gex_core.influence.tracinrp:compute",
+            summary="TracIn-CP with d random projections shared by the T checkpoints",
+            cost="T*d gradient projections over N+N_te",
+            hparams={"dim": "d", "lr_weights": "lrw"},
+            unpathed=("strategy",),
+        ),
+        MethodSpec(
+            name="el2n",
+            compute="gex_core.influence.el2n:compute",
+            summary="EL2N: mean ||softmax - onehot|| of R briefly trained fresh models",
+            cost="R*E*ceil(N/B) SGD steps + R forward passes over N",
+            hparams={"repeats": "r", "epochs": "e"},
+        ),
+        MethodSpec(
+            name="forgetting",
+            compute="gex_core.influence.forgetting:compute",
+            summary="Forgetting events during pretraining; never-learned samples first",
+            cost="O(N), read from the pretraining record",
+        ),
+        MethodSpec(
+            name="cl",
+            compute="gex_core.influence.cl:compute",
+            summary="Confident learning: 1 - p(noisy label), F-fold cross-fitted",
+            cost="F*E*ceil(N(F-1)/(F*B)) SGD steps (~(F-1) pretrainings) + F passes",
+            hparams={"folds": "f"},
+        ),
+        MethodSpec(
+            name="knn",
+            compute="gex_core.influence.knn:compute",
+            summary="Logit-space kNN label disagreement (self excluded), over the trajectory",
+            cost="T forward passes over N + T*N^2*C distances",
+            hparams={"k": "k"},
+        ),
+        MethodSpec(
+            name="random",
+            compute="gex_core.influence.random_scores:compute",
+            summary="Random N(0, 1) scores (the chance baseline)",
+            cost="O(N)",
+        ),
     ]
 }
 
