@@ -52,6 +52,21 @@ METHODS: dict[str, MethodSpec] = {
             needs=("ensemble",),
         ),
         MethodSpec(
+            name="la_kfac",
+            compute="gex_core.influence.la_kfac:compute",
+            summary="K-FAC Laplace posterior samples, linearised losses, GEX score",
+            cost="B_F Fisher batches (forward+backward) + eigh of each layer's factors "
+            "O(sum d_in^3 + d_out^3) + M JVPs over N + N_te",
+            hparams={
+                "members": "M",
+                "alpha": "alpha",
+                "sigma": "sigma",
+                "tau": "tau",
+                "num_batches": "fb",
+                "batch_size": "b",
+            },
+        ),
+        MethodSpec(
             name="randproj",
             compute="gex_core.influence.randproj:compute",
             summary="Identity-Hessian influence, d Gaussian gradient projections",
