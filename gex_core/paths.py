@@ -27,7 +27,10 @@ SUMMARY = "results/{dataset}/summary"
 
 
 def fmt(value: Any) -> str:
-    """Canonical text of a knob: ints as ints, floats by repr (0.1, 0.0005, 1e-05)."""
+    """Canonical text of a knob: ints as ints, floats by repr (0.1, 0.0005, 1e-05);
+    None ("derive it") as auto."""
+    if value is None:
+        return "auto"
     if isinstance(value, bool):
         return str(value).lower()
     return repr(value) if isinstance(value, float) else str(value)

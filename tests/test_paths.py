@@ -56,6 +56,7 @@ def test_values_are_formatted_canonically():
     assert paths.fmt(0.0) == "0.0"
     assert paths.fmt(60) == "60"
     assert paths.fmt(True) == "true"
+    assert paths.fmt(None) == "auto"
 
 
 def test_a_changed_knob_changes_only_its_own_and_downstream_segments():

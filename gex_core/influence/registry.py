@@ -90,6 +90,42 @@ METHODS: dict[str, MethodSpec] = {
             unpathed=("strategy",),
         ),
         MethodSpec(
+            name="arnoldi",
+            compute="gex_core.influence.arnoldi:compute",
+            summary="Inverse Hessian on its top-k eigenspace (Arnoldi, fixed batch set)",
+            cost="I HVPs over the batch set + k gradient projections over N + N_te; "
+            "I*P host memory",
+            hparams={
+                "iterations": "it",
+                "top_k": "k",
+                "num_batches": "nb",
+                "batch_size": "b",
+            },
+            unpathed=("strategy",),
+        ),
+        MethodSpec(
+            name="exact",
+            compute="gex_core.influence.exact:compute",
+            summary="Explicit damped inverse Hessian (ground truth; small models only)",
+            cost="O(N P^2) Hessian + O(P^3) eigendecomposition; refused above max_params",
+            hparams={"damping": "damp"},
+            unpathed=("max_params",),
+        ),
+        MethodSpec(
+            name="lissa",
+            compute="gex_core.influence.lissa:compute",
+            summary="LiSSA: truncated Neumann-series inverse-HVPs on a fixed batch set",
+            cost="N*iterations HVPs over the batch set (+20 power-iteration HVPs)",
+            hparams={
+                "iterations": "it",
+                "damping": "damp",
+                "scale": "s",
+                "num_batches": "nb",
+                "batch_size": "b",
+            },
+            unpathed=("block_size",),
+        ),
+        MethodSpec(
             name="el2n",
             compute="gex_core.influence.el2n:compute",
             summary="EL2N: mean ||softmax - onehot|| of R briefly trained fresh models",
