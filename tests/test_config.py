@@ -24,7 +24,7 @@ CASES = {
     ),
     "unknown method": (
         "methods: [gex, tracin_typo]\n",
-        "config key methods.1: 'tracin_typo' is not one of ['gex', 'randproj'",
+        "config key methods.1: 'tracin_typo' is not one of ['gex', 'la_kfac'",
     ),
     "unknown model": (
         "model: resnet50\n",

@@ -162,3 +162,61 @@ def test_editing_a_module_marks_exactly_its_stages_stale(smoke, module, expected
         source.write_text(original)
     # aggregation always follows its inputs
     assert jobs == {**expected, "summarize_detection": 1, "cost_table": 1, "all": 1}
+
+
+SMALL_HPARAMS = {
+    "gex": {"tau": 0.0},
+    "la_kfac": {
+        "members": 2,
+        "alpha": 1e-4,
+        "sigma": 1e-4,
+        "tau": 0.0,
+        "num_batches": 2,
+        "batch_size": 64,
+    },
+    "randproj": {"dim": 4, "strategy": "vjp"},
+    "tracinrp": {"dim": 4, "lr_weights": True, "strategy": "vjp"},
+    "tracin": {"lr_weights": False},
+    "arnoldi": {
+        "iterations": 6,
+        "top_k": 3,
+        "num_batches": 1,
+        "batch_size": 64,
+        "strategy": "vjp",
+    },
+    "el2n": {"repeats": 1, "epochs": 1},
+    "forgetting": {},
+    "cl": {"folds": 2},
+    "knn": {"k": 0},
+    "random": {},
+}
+
+
+def test_every_registered_method_runs_on_real_workflow_artifacts(smoke):
+    """Each registry entry, fed by MethodInputs from the smoke run's files."""
+    from gex_core.influence.inputs import MethodInputs
+    from gex_core.influence.registry import METHODS
+
+    _, workdir = smoke
+    run = workdir / RUN.format(seed=0)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    inputs = MethodInputs(
+        data_path=str(workdir / "results/digits/data.npz"),
+        labels_path=str(workdir / "results/digits/noise-sym0.2/labels/seed0.npz"),
+        pretrain_dir=str(run / "pretrain"),
+        model_name="mlp",
+        seed=0,
+        eval_batch_size=512,
+        recipe=config["pretrain"],
+        chain_paths=tuple(
+            str(run / f"ensemble/ft-lr0.05-s10-b128-S1/chain{c}.npz") for c in (0, 1)
+        ),
+    )
+    assert set(SMALL_HPARAMS) | {"exact", "lissa"} == set(METHODS)
+    for name, hp in SMALL_HPARAMS.items():
+        scores = METHODS[name].load()(inputs, hp)
+        assert scores.self_influence.shape == (1437,), name
+        assert np.isfinite(scores.self_influence).all(), name
+    # the MLP (19,210 parameters) is above exact's limit: refused with both numbers
+    with pytest.raises(ValueError, match="19,210 parameters, above the limit"):
+        METHODS["exact"].load()(inputs, {"damping": None, "max_params": 5000})
