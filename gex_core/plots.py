@@ -96,7 +96,8 @@ def detection_bars(summary: pd.DataFrame, title: str):
     )
     ax.set_xticks(x, summary.method, rotation=20, ha="right")
     ax.set(ylabel="score (mean ± std over seeds)", ylim=(0, 1.05), title=title)
-    ax.legend(loc="lower right")
+    # outside the axes: no bar (random's AP is tiny) may hide under it
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
