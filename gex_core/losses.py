@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,3 +32,18 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
+
+
+@functools.cache
+def per_sample_grads(apply: Callable) -> Callable:
+    """Jitted fn(params, x (B, ...), y (B,)) -> per-sample loss gradients: a pytree like
+    params with a leading axis B (no weight decay). Cached per model."""
+
+    @jax.jit
+    def grads(params, x, y):
+        def sample_loss(p, xi, yi):
+            return per_sample_loss(apply(p, xi[None]), yi[None])[0]
+
+        return jax.vmap(jax.grad(sample_loss), in_axes=(None, 0, 0))(params, x, y)
+
+    return grads

@@ -28,7 +28,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from gex_core.batching import batch_index_stream, padded_batches
-from gex_core.losses import per_sample_loss
+from gex_core.losses import per_sample_grads, per_sample_loss
 
 Params = Any
 
@@ -246,24 +246,9 @@ def dataset_hessian(
 
 
 @functools.cache
-def make_per_sample_grads(apply: Callable) -> Callable:
-    """Jitted fn(params, x (B, ...), y (B,)) -> per-sample gradients, a pytree like
-    params with a leading axis B (no weight decay)."""
-
-    @jax.jit
-    def fn(params, x, y):
-        def sample_loss(p, xi, yi):
-            return per_sample_loss(apply(p, xi[None]), yi[None])[0]
-
-        return jax.vmap(jax.grad(sample_loss), in_axes=(None, 0, 0))(params, x, y)
-
-    return fn
-
-
-@functools.cache
 def _flat_per_sample_grads(apply: Callable) -> Callable:
     """Jitted fn(params, x, y) -> flat per-sample gradients (B, P)."""
-    grads = make_per_sample_grads(apply)
+    grads = per_sample_grads(apply)
 
     @jax.jit
     def fn(params, x, y):

@@ -54,11 +54,11 @@ from gex_core.influence.hessian import (
     draw_fixed_batches,
     fixed_batch_hvp,
     fixed_batch_operator,
-    make_per_sample_grads,
     mean_gradient,
     power_iteration,
 )
 from gex_core.influence.scores import Scores
+from gex_core.losses import per_sample_grads
 
 Params = Any
 SCALE_MARGIN = 1.5
@@ -179,7 +179,7 @@ def lissa_scores(
         lambda t: jnp.broadcast_to(t, (size, *t.shape[1:])), test_ihvp
     )
 
-    grads_fn = make_per_sample_grads(apply)
+    grads_fn = per_sample_grads(apply)
     self_parts, test_parts = [], []
     for idx in padded_batches(num, size):
         grads = grads_fn(params, x_train[idx], y_train[idx])

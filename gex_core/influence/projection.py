@@ -17,7 +17,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from gex_core.batching import batched_map
-from gex_core.losses import per_sample_loss
+from gex_core.losses import per_sample_grads, per_sample_loss
 
 Params = Any
 STRATEGIES = ("jvp", "vjp")
@@ -59,10 +59,7 @@ def make_projector(
 
         @jax.jit
         def project(params, directions, x, y):
-            def sample_loss(p, xi, yi):
-                return per_sample_loss(apply(p, xi[None]), yi[None])[0]
-
-            grads = jax.vmap(jax.grad(sample_loss), in_axes=(None, 0, 0))(params, x, y)
+            grads = per_sample_grads(apply)(params, x, y)
             flat_grads = jax.vmap(lambda g: ravel_pytree(g)[0])(grads)
             flat_dirs = jax.vmap(lambda v: ravel_pytree(v)[0])(directions)
             return flat_grads @ flat_dirs.T

@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gex_core.batching import batched_map, padded_batches
+from gex_core.batching import batched_map
+from gex_core.influence.hessian import mean_gradient
 from gex_core.influence.scores import Scores
-from gex_core.losses import per_sample_loss
+from gex_core.losses import per_sample_grads
 
 Params = Any
 
@@ -65,43 +66,13 @@ def weighted_checkpoint_mean(values: np.ndarray, weights: np.ndarray) -> np.ndar
 
 
 @functools.cache
-def _make_mean_grad(apply: Callable) -> Callable:
-    """Jitted fn(params, x, y, w (B,)) -> gradient of sum_b w_b loss_b, a params pytree."""
-
-    @jax.jit
-    def weighted_grad(params, x, y, w):
-        return jax.grad(lambda p: jnp.sum(w * per_sample_loss(apply(p, x), y)))(params)
-
-    return weighted_grad
-
-
-def mean_loss_gradient(
-    apply: Callable, params: Params, x: np.ndarray, y: np.ndarray, batch_size: int
-) -> Params:
-    """Gradient of the mean loss over (x, y), batch by batch (padding rows weighted 0)."""
-    n = x.shape[0]
-    size = min(batch_size, n)
-    grad_fn = _make_mean_grad(apply)
-    total = None
-    for b, idx in enumerate(padded_batches(n, size)):
-        # padded_batches repeats the last index; those rows must not count twice
-        real = np.arange(b * size, (b + 1) * size) < n
-        g = grad_fn(params, x[idx], y[idx], jnp.asarray(real / n, jnp.float32))
-        total = g if total is None else jax.tree.map(jnp.add, total, g)
-    return total
-
-
-@functools.cache
 def _make_grad_stats(apply: Callable) -> Callable:
     """Jitted fn(params, direction, x (B, ...), y (B,)) -> (||g_b||^2 (B,), g_b^T direction
     (B,)), summed leaf by leaf so no flattened B x P copy is made."""
 
     @jax.jit
     def grad_stats(params, direction, x, y):
-        def sample_loss(p, xi, yi):
-            return per_sample_loss(apply(p, xi[None]), yi[None])[0]
-
-        grads = jax.vmap(jax.grad(sample_loss), in_axes=(None, 0, 0))(params, x, y)
+        grads = per_sample_grads(apply)(params, x, y)
         g_leaves = jax.tree_util.tree_leaves(grads)
         d_leaves = jax.tree_util.tree_leaves(direction)
         batch = x.shape[0]
@@ -125,7 +96,7 @@ def checkpoint_scores(
     batch_size: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """At one checkpoint: ||g_n||^2 (N,) and gbar_te^T g_n (N,)."""
-    test_grad = mean_loss_gradient(apply, params, x_test, y_test, batch_size)
+    test_grad = mean_gradient(apply, params, x_test, y_test, batch_size)
     stats = _make_grad_stats(apply)
     return batched_map(
         lambda xb, yb: stats(params, test_grad, xb, yb), (x_train, y_train), batch_size
