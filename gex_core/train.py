@@ -75,8 +75,12 @@ def make_train_step(
     return step
 
 
+@functools.cache
 def make_eval_fn(apply: Callable) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    """Jitted fn(params, x, y) -> (per-sample losses (B,), logits (B, C))."""
+    """Jitted fn(params, x, y) -> (per-sample losses (B,), logits (B, C)).
+
+    Cached per model, so a job's training, evaluation and cost timing share one
+    compiled function."""
 
     @jax.jit
     def evaluate(params, x, y):

@@ -448,8 +448,3 @@ def sample_posterior(
     if jax.tree_util.tree_structure(deltas) != jax.tree_util.tree_structure(params):
         raise ValueError("K-FAC: the layers do not cover the parameter tree")
     return deltas
-
-
-def kron_matvec(factors: KFACFactors, v: np.ndarray) -> np.ndarray:
-    """(A (x) G) vec(V) = vec(A V G) for V (d_in + 1, d_out) (A, G symmetric)."""
-    return factors.A @ v @ factors.G

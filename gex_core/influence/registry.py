@@ -20,7 +20,7 @@ class MethodSpec:
         config["influence"][name]); knobs listed in `unpathed` reach the job but not the
         path because they change how, not what, is computed.
     compute: "module:function" with signature (inputs: MethodInputs, hp: dict) -> Scores.
-    cost: asymptotic cost, for the README and the cost table.
+    cost: asymptotic cost, for the README's method table.
     """
 
     name: str
