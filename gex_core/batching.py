@@ -55,3 +55,12 @@ def batched_map(
             for i in range(len(outputs[0]))
         )
     return np.concatenate([np.asarray(o) for o in outputs])[:num_samples]
+
+
+def sample_batches(
+    num_samples: int, num_batches: int, batch_size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(num_batches, min(batch_size, N)) shuffled training indices, consecutive batches
+    of `batch_index_stream` (curvature estimates, batch-norm statistics)."""
+    stream = batch_index_stream(num_samples, min(batch_size, num_samples), rng)
+    return np.stack([next(stream) for _ in range(num_batches)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,58 @@ def sorted_keys(value: Any) -> Any:
     return value
 
 
+def resolve_config(config: MutableMapping) -> None:
+    """Cross-field checks the schema cannot express, and the "derive it" values made
+    concrete (so result paths name what ran): pretrain.augment auto -> the data set's
+    augmentation, noise.pairs null -> the data set's usual pairs. Raises ConfigError
+    naming the key."""
+    from gex_core.catalog import resolve_augmentation
+    from gex_core.data import DEFAULT_PAIRS, HUMAN_LABEL_DATASETS
+
+    problems = []
+    dataset = config["dataset"]
+    pre = config["pretrain"]
+    if pre["epochs"] - pre["epochs"] // 2 < pre["num_checkpoints"]:
+        problems.append(
+            f"config key pretrain.num_checkpoints: {pre['num_checkpoints']} does not "
+            f"fit in the second half of pretrain.epochs={pre['epochs']}"
+        )
+    pre["augment"] = resolve_augmentation(pre["augment"], dataset)
+    if dataset == "npz":
+        if not config.get("data_file"):
+            problems.append("config key data_file: dataset npz needs the .npz to read")
+        elif not re.fullmatch(r"[A-Za-z0-9_.-]+", Path(config["data_file"]).stem):
+            problems.append(
+                f"config key data_file: the file name {Path(config['data_file']).name!r} "
+                "may use only letters, digits, '_', '.' and '-' (it names the results "
+                "folder)"
+            )
+    noise = config["noise"]
+    if noise["kind"] == "asymmetric" and noise.get("pairs") is None:
+        if dataset in DEFAULT_PAIRS:
+            noise["pairs"] = [list(pair) for pair in DEFAULT_PAIRS[dataset]]
+        else:
+            problems.append(
+                f"config key noise.pairs: asymmetric noise on {dataset} has no usual "
+                "class pairs; give them as [[source, target], ...]"
+            )
+    if noise["kind"] == "human":
+        if dataset not in HUMAN_LABEL_DATASETS:
+            problems.append(
+                f"config key noise.kind: human labels exist for "
+                f"{', '.join(HUMAN_LABEL_DATASETS)} (CIFAR-10N/100N), not {dataset}"
+            )
+        for key in ("label_file", "label_set"):
+            if not noise.get(key):
+                problems.append(f"config key noise.{key}: human noise needs it")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
 def validate_config(config: MutableMapping, schema_path: str | Path) -> None:
-    """Validate in place, fill defaults (Snakemake's validate) and sort keys; on failure
-    raise a ConfigError listing every offending key."""
+    """Validate in place, fill defaults (Snakemake's validate), resolve derived values
+    (`resolve_config`) and sort keys; on failure raise a ConfigError listing every
+    offending key."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
@@ -74,6 +124,7 @@ def validate_config(config: MutableMapping, schema_path: str | Path) -> None:
         validate(config, str(schema_path), set_default=True)
     except WorkflowError as err:  # e.g. a default that violates the schema
         raise ConfigError(f"invalid config: {err}") from None
+    resolve_config(config)
     canonical = sorted_keys(dict(config))
     config.clear()
     config.update(canonical)

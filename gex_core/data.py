@@ -1,15 +1,31 @@
-"""Data sets, the fixed train/test split, label noise and batching.
+"""Data sets, the fixed train/test split and label noise.
 
-Images are float32 arrays of shape (N, H, W, C) scaled to [0, 1]; labels are int32 (N,).
+Labels are int32 (N,). Images are (N, H, W, C): digits and user float data as float32
+as given (digits: pixels / 16, in [0, 1]); 8-bit images (MNIST, CIFAR, SVHN, uint8 npz)
+are stored as uint8 and normalised when read, as the research code: (x / 255 - 0.5) /
+0.25, in [-2, 2].
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
-DATASETS = ("digits",)
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "npz")
+NOISE_KINDS = ("symmetric", "asymmetric", "human")
+DIGIT_PAIRS = ((2, 7), (3, 8), (5, 6), (6, 5), (7, 1))
+# The usual class-pair flips: digits as Patrini et al. 2017 / Han et al. 2018 for MNIST;
+# CIFAR-10 truck->automobile, bird->airplane, cat<->dog, deer->horse.
+DEFAULT_PAIRS = {
+    "digits": DIGIT_PAIRS,
+    "mnist": DIGIT_PAIRS,
+    "svhn": DIGIT_PAIRS,
+    "cifar10": ((9, 1), (2, 0), (3, 5), (5, 3), (4, 7)),
+}
+HUMAN_LABEL_DATASETS = {"cifar10": 10, "cifar100": 100}
 
 
 class Dataset(NamedTuple):
@@ -49,10 +65,21 @@ def load_digits() -> Dataset:
     return Dataset(x_tr, y_tr, x_te, y_te, num_classes=10)
 
 
-def load_dataset(name: str) -> Dataset:
-    """Load a data set by its config name."""
+def load_dataset(
+    name: str, data_dir: str | Path = "data", data_file: str | Path | None = None
+) -> Dataset:
+    """Load a data set by its config name: digits (bundled), an image data set from its
+    standard files in data_dir, or npz from data_file (see `gex_core.loaders`)."""
+    from gex_core import loaders
+
     if name == "digits":
         return load_digits()
+    if name == "npz":
+        if data_file is None:
+            raise ValueError("dataset npz needs data_file (the .npz to read)")
+        return loaders.load_npz_dataset(data_file)
+    if name in loaders.IMAGE_DATASETS:
+        return loaders.load_images(name, data_dir)
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
@@ -76,13 +103,94 @@ def symmetric_noise(
     return NoisyLabels(noisy=noisy, clean=clean, mask=noisy != clean)
 
 
-def make_noisy_labels(
-    labels: np.ndarray, kind: str, ratio: float, num_classes: int, seed: int
+def asymmetric_noise(
+    labels: np.ndarray,
+    ratio: float,
+    pairs: Sequence[Sequence[int]],
+    num_classes: int,
+    seed: int,
 ) -> NoisyLabels:
-    """Dispatch on the noise kind named in the config."""
+    """Class-pair flips: for each (source, target), in the given order,
+    int(n_source * ratio) of the source class's samples (drawn without replacement by
+    `default_rng(seed)`) get the target label. Every flip changes the label, so the
+    measured rate is exact: sum over sources of int(n_source * ratio) / N.
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"noise ratio must lie in [0, 1), got {ratio}")
+    pairs = [tuple(int(c) for c in pair) for pair in pairs]
+    sources = [source for source, _ in pairs]
+    for source, target in pairs:
+        if not (0 <= source < num_classes and 0 <= target < num_classes):
+            raise ValueError(
+                f"noise pair {source}->{target} names a class outside 0..{num_classes - 1}"
+            )
+        if source == target:
+            raise ValueError(f"noise pair {source}->{target} does not change the label")
+    if len(set(sources)) != len(sources):
+        raise ValueError(f"noise pairs flip a source class twice: {pairs}")
+    clean = np.asarray(labels, dtype=np.int32)
+    rng = np.random.default_rng(seed)
+    noisy = clean.copy()
+    for source, target in pairs:
+        members = np.flatnonzero(clean == source)
+        flipped = rng.choice(members, int(members.size * ratio), replace=False)
+        noisy[np.sort(flipped)] = target
+    return NoisyLabels(noisy=noisy, clean=clean, mask=noisy != clean)
+
+
+def human_noise(
+    labels: np.ndarray, file_clean: np.ndarray, file_noisy: np.ndarray, source: str
+) -> NoisyLabels:
+    """CIFAR-N human labels. The mask compares each example's own clean and noisy
+    fields of the label file; the file's clean labels must equal the data set's, row by
+    row, which proves the file and the data set are in the same order."""
+    clean = np.asarray(labels, dtype=np.int32)
+    file_clean = np.asarray(file_clean, dtype=np.int32)
+    file_noisy = np.asarray(file_noisy, dtype=np.int32)
+    if file_clean.shape != clean.shape or file_noisy.shape != clean.shape:
+        raise ValueError(
+            f"{source}: {file_clean.shape[0]} rows for {clean.shape[0]} training "
+            "samples; the human labels must cover the whole training set in order"
+        )
+    differ = np.flatnonzero(file_clean != clean)
+    if differ.size:
+        raise ValueError(
+            f"{source}: clean_label disagrees with the data set's training labels at "
+            f"{differ.size} rows (first: {differ[:5].tolist()}); the file must list "
+            "the training set in the order of the CIFAR binary batches"
+        )
+    return NoisyLabels(noisy=file_noisy, clean=clean, mask=file_noisy != file_clean)
+
+
+def make_noisy_labels(
+    labels: np.ndarray,
+    noise: Mapping[str, Any],
+    num_classes: int,
+    seed: int,
+    data_dir: str | Path = "data",
+) -> NoisyLabels:
+    """Noisy labels for the config's noise section (kind, ratio, pairs, label_file,
+    label_set); pairs must already be resolved (`gex_core.config.resolve_config`)."""
+    kind = noise["kind"]
     if kind == "symmetric":
-        return symmetric_noise(labels, ratio, num_classes, seed)
-    raise ValueError(f"unknown noise kind {kind!r}; known: symmetric")
+        return symmetric_noise(labels, float(noise["ratio"]), num_classes, seed)
+    if kind == "asymmetric":
+        return asymmetric_noise(
+            labels, float(noise["ratio"]), noise["pairs"], num_classes, seed
+        )
+    if kind == "human":
+        from gex_core.loaders import read_human_labels
+
+        path = Path(data_dir) / noise["label_file"]
+        file_clean, file_noisy = read_human_labels(path, noise["label_set"])
+        result = human_noise(labels, file_clean, file_noisy, str(path))
+        if result.noisy.max() >= num_classes:
+            raise ValueError(
+                f"{path}: {noise['label_set']} has labels up to {result.noisy.max()} "
+                f"for {num_classes} classes"
+            )
+        return result
+    raise ValueError(f"unknown noise kind {kind!r}; known: {', '.join(NOISE_KINDS)}")
 
 
 DATASET_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
@@ -99,8 +207,17 @@ def save_dataset(path: str, data: Dataset) -> None:
     )
 
 
+def normalise_images(x: np.ndarray) -> np.ndarray:
+    """uint8 images -> float32 (x / 255 - 0.5) / 0.25, as the research code; float
+    images unchanged."""
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) / 255.0 - 0.5) / 0.25
+    return x
+
+
 def read_dataset(path: str) -> Dataset:
-    """Read a split written by `save_dataset`, checking shapes and label ranges."""
+    """Read a split written by `save_dataset`, checking shapes and label ranges.
+    Images come back as float32 (`normalise_images`)."""
     from gex_core.io import read_npz
 
     arrays = read_npz(path, (*DATASET_ARRAYS, "num_classes"))
@@ -114,7 +231,13 @@ def read_dataset(path: str) -> Dataset:
             )
         if y.size and (y.min() < 0 or y.max() >= num_classes):
             raise ValueError(f"{path}: {split} labels outside 0..{num_classes - 1}")
-    return Dataset(*(arrays[name] for name in DATASET_ARRAYS), num_classes=num_classes)
+    return Dataset(
+        normalise_images(arrays["x_train"]),
+        arrays["y_train"],
+        normalise_images(arrays["x_test"]),
+        arrays["y_test"],
+        num_classes=num_classes,
+    )
 
 
 def read_noisy_dataset(data_path: str, labels_path: str) -> Dataset:

@@ -17,9 +17,10 @@ import optax
 
 from gex_core.batching import batch_index_stream
 from gex_core.models import Model
-from gex_core.seeds import host_rng
+from gex_core.seeds import host_rng, jax_key
 from gex_core.train import (
     Log,
+    bn_refresh,
     evaluate,
     log_to_stderr,
     make_eval_fn,
@@ -57,9 +58,16 @@ def run_chain(
     weight_decay: float,
     momentum: float,
     eval_batch_size: int,
+    augment: str = "none",
+    bn_batches: int = 50,
     log: Log = log_to_stderr,
 ) -> ChainResult:
-    """Run one chain and evaluate every member's per-sample losses (noisy train labels)."""
+    """Run one chain and evaluate every member's per-sample losses (noisy train labels).
+
+    Steps augment with jax_key(seed, "augment", chain); batch-norm models re-estimate
+    their statistics after every stage (bn_batches augmented batches of the chain's
+    batch size from host_rng(seed, "bn_batches", chain, stage)), before the snapshot.
+    """
     hparams = dict(
         seed=seed,
         chain=chain,
@@ -70,19 +78,38 @@ def run_chain(
         weight_decay=weight_decay,
     )
     tx = sgd(optax.cosine_decay_schedule(ft_lr, ft_steps), momentum)
-    step_fn = make_train_step(model.apply, tx, weight_decay)
+    step_fn = make_train_step(model.train_forward, tx, weight_decay, augment)
     eval_fn = make_eval_fn(model.apply)
     indices = batch_index_stream(
         x_train.shape[0], batch_size, host_rng(seed, "ensemble_order", chain)
     )
     x_all, y_all = jnp.asarray(x_train), jnp.asarray(y_train)
+    aug_key = jax_key(seed, "augment", chain)
     params = pretrained
     members, train_losses, test_losses = [], [], []
     for stage in range(stages):
         params, _, _, losses, _ = run_steps(
-            step_fn, params, tx.init(params), x_all, y_all, indices, ft_steps
+            step_fn,
+            params,
+            tx.init(params),
+            x_all,
+            y_all,
+            indices,
+            ft_steps,
+            aug_key,
+            stage * ft_steps,
         )
         raise_if_not_finite(losses, f"ensemble chain {chain} stage {stage}", 0, hparams)
+        params = bn_refresh(
+            model,
+            params,
+            x_all,
+            num_batches=bn_batches,
+            batch_size=batch_size,
+            rng=host_rng(seed, "bn_batches", chain, stage),
+            key=jax_key(seed, "bn_batches", chain, stage),
+            augment=augment,
+        )
         tr_loss, _ = evaluate(eval_fn, params, x_train, y_train, eval_batch_size)
         te_loss, te_logits = evaluate(eval_fn, params, x_test, y_test, eval_batch_size)
         log(

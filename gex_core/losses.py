@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gex_core.models import trainable
+
 
 def per_sample_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Softmax cross-entropy. logits: (B, C), labels: (B,) int -> (B,)."""
@@ -22,8 +24,9 @@ def per_sample_correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def l2_penalty(params) -> jax.Array:
-    """0.5 * ||params||^2 over every leaf (coupled weight decay, as the research code)."""
-    leaves = jax.tree_util.tree_leaves(params)
+    """0.5 * ||theta||^2 over every trainable leaf (coupled weight decay, as the
+    research code); batch-norm running statistics are no parameters."""
+    leaves = jax.tree_util.tree_leaves(trainable(params))
     return 0.5 * sum(jnp.sum(jnp.square(leaf)) for leaf in leaves)
 
 

@@ -12,11 +12,13 @@ changed knob makes new targets and leaves other stages' results cached:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from gex_core.catalog import BN_MODELS
 from gex_core.influence.registry import get_method
 
-NOISE_KINDS = {"symmetric": "sym"}
+NOISE_KINDS = {"symmetric": "sym", "asymmetric": "asym", "human": "human"}
 
 RUN = "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}"
 LABELS = "results/{dataset}/noise-{noise}/labels/seed{seed}"
@@ -36,18 +38,37 @@ def fmt(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def dataset_segment(config: Mapping[str, Any]) -> str:
+    """The results folder of the data set: its name, or npz-<file stem> for npz."""
+    if config["dataset"] == "npz":
+        return f"npz-{Path(config['data_file']).stem}"
+    return config["dataset"]
+
+
 def noise_segment(noise: Mapping[str, Any]) -> str:
-    """{"kind": "symmetric", "ratio": 0.1} -> "sym0.1"."""
-    return f"{NOISE_KINDS[noise['kind']]}{fmt(float(noise['ratio']))}"
+    """symmetric 0.1 -> "sym0.1"; asymmetric 0.2 with pairs [[2, 7], [3, 8]] ->
+    "asym0.2-2to7_3to8"; human with label set worse_label -> "human-worse_label"."""
+    kind = NOISE_KINDS[noise["kind"]]
+    if noise["kind"] == "human":
+        return f"{kind}-{noise['label_set']}"
+    segment = f"{kind}{fmt(float(noise['ratio']))}"
+    if noise["kind"] == "asymmetric":
+        segment += "-" + "_".join(f"{a}to{b}" for a, b in noise["pairs"])
+    return segment
 
 
-def train_segment(pretrain: Mapping[str, Any]) -> str:
-    """Pretraining recipe -> "sgd-e60-b64-lr0.05-wd0.0005-wu0.1-m0.9"."""
-    return (
+def train_segment(pretrain: Mapping[str, Any], model: str) -> str:
+    """Pretraining recipe -> "sgd-e60-b64-lr0.05-wd0.0005-wu0.1-m0.9-T5-augnone"; models
+    with batch norm add their re-estimate batches ("-bn50")."""
+    segment = (
         f"sgd-e{pretrain['epochs']}-b{pretrain['batch_size']}-lr{fmt(pretrain['lr'])}"
         f"-wd{fmt(pretrain['weight_decay'])}-wu{fmt(pretrain['warmup_ratio'])}"
         f"-m{fmt(pretrain['momentum'])}-T{pretrain['num_checkpoints']}"
+        f"-aug{pretrain['augment'].replace('_', '')}"
     )
+    if model in BN_MODELS:
+        segment += f"-bn{pretrain['bn_batches']}"
+    return segment
 
 
 def ensemble_segment(ensemble: Mapping[str, Any]) -> str:
@@ -81,10 +102,10 @@ def method_segment(name: str, config: Mapping[str, Any]) -> str:
 def run_wildcards(config: Mapping[str, Any], seed: int) -> dict[str, str]:
     """Values of the {dataset}, {noise}, {model}, {train}, {seed} wildcards of a run."""
     return {
-        "dataset": config["dataset"],
+        "dataset": dataset_segment(config),
         "noise": noise_segment(config["noise"]),
         "model": config["model"],
-        "train": train_segment(config["pretrain"]),
+        "train": train_segment(config["pretrain"], config["model"]),
         "seed": str(seed),
     }
 
@@ -117,7 +138,7 @@ def influence_dir(config: Mapping[str, Any], method: str, seed: int) -> str:
 
 
 def summary_dir(config: Mapping[str, Any]) -> str:
-    return SUMMARY.format(dataset=config["dataset"])
+    return SUMMARY.format(dataset=dataset_segment(config))
 
 
 def benchmark_file(output: str) -> str:
@@ -145,7 +166,9 @@ def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]
     """{rule: {method, or "" for jobs every method shares: [benchmark file per job]}}."""
     seeds = config["seeds"]
     files: dict[str, dict[str, list[str]]] = {
-        "dataset": {"": [benchmark_file(f"results/{config['dataset']}/data.npz")]},
+        "dataset": {
+            "": [benchmark_file(f"results/{dataset_segment(config)}/data.npz")]
+        },
         "labels": {"": [benchmark_file(labels_file(config, s)) for s in seeds]},
         "pretrain": {
             "": [

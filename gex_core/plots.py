@@ -14,13 +14,16 @@ CLEAN, NOISY = "#2a9d8f", "#e76f51"
 
 
 def learning_curve(history: pd.DataFrame, title: str):
-    """history: per-epoch rows with train_loss, train_acc, test_loss, test_acc."""
+    """history: per-epoch rows with train_loss, train_acc, test_loss, test_acc (test
+    columns empty in epochs without an evaluation)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    tested = history.dropna(subset=["test_loss", "test_acc"])
+    marker = "o" if len(tested) < len(history) else None
     ax_loss.plot(history.epoch, history.train_loss, label="train (noisy labels)")
-    ax_loss.plot(history.epoch, history.test_loss, label="test")
+    ax_loss.plot(tested.epoch, tested.test_loss, label="test", marker=marker)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="loss")
     ax_acc.plot(history.epoch, history.train_acc, label="train (noisy labels)")
-    ax_acc.plot(history.epoch, history.test_acc, label="test")
+    ax_acc.plot(tested.epoch, tested.test_acc, label="test", marker=marker)
     ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.legend()

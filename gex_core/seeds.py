@@ -23,6 +23,8 @@ STREAMS = {
     "random": 10,
     "lissa": 11,
     "curvature_batches": 12,
+    "augment": 13,
+    "bn_batches": 14,
 }
 
 

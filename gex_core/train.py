@@ -1,7 +1,9 @@
 """The training recipe shared by pretraining, ensemble fine-tuning and retraining.
 
 SGD with momentum, the mean softmax cross-entropy plus coupled L2 (weight_decay * 0.5 *
-||theta||^2 on every parameter), full shuffled batches (see `batch_index_stream`).
+||theta||^2 on every trainable parameter), full shuffled batches (see
+`batch_index_stream`), optional pad-crop(-flip) augmentation inside the step, and a
+batch-norm statistics re-estimate after training (`recompute_bn`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gex_core.batching import batch_index_stream, batched_map
+from gex_core.augment import augment_batch
+from gex_core.batching import batch_index_stream, batched_map, sample_batches
 from gex_core.losses import l2_penalty, per_sample_correct, per_sample_loss
-from gex_core.models import Model
+from gex_core.models import BATCH_STATS, Model
 from gex_core.seeds import host_rng, jax_key
 
 Params = Any
@@ -53,9 +56,15 @@ class StepOutput(NamedTuple):
 
 
 def make_train_step(
-    apply: Callable, tx: optax.GradientTransformation, weight_decay: float
+    apply: Callable,
+    tx: optax.GradientTransformation,
+    weight_decay: float,
+    augment: str = "none",
 ) -> Callable[..., StepOutput]:
-    """Jitted step(params, opt_state, x_all, y_all, idx) on the batch x_all[idx]."""
+    """Jitted step(params, opt_state, x_all, y_all, idx, aug_key, step_number) on the
+    batch x_all[idx], augmented with fold_in(aug_key, step_number).
+
+    apply: the training-mode forward pass (`Model.train_forward`)."""
 
     def objective(params, x, y):
         logits = apply(params, x)
@@ -64,8 +73,9 @@ def make_train_step(
         return value, (losses, per_sample_correct(logits, y))
 
     @jax.jit
-    def step(params, opt_state, x_all, y_all, idx):
+    def step(params, opt_state, x_all, y_all, idx, aug_key, step_number):
         x, y = jnp.take(x_all, idx, axis=0), jnp.take(y_all, idx, axis=0)
+        x = augment_batch(jax.random.fold_in(aug_key, step_number), x, augment)
         grads, (losses, correct) = jax.grad(objective, has_aux=True)(params, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
         return StepOutput(
@@ -73,6 +83,46 @@ def make_train_step(
         )
 
     return step
+
+
+@functools.cache
+def _batch_norm_statistics(bn_statistics: Callable, augment: str) -> Callable:
+    @jax.jit
+    def statistics(params, x_all, idx, key):
+        x = augment_batch(key, jnp.take(x_all, idx, axis=0), augment)
+        return bn_statistics(params, x)
+
+    return statistics
+
+
+def recompute_bn(
+    model: Model,
+    params: Params,
+    x_all: jax.Array,
+    batches: np.ndarray,
+    key: jax.Array,
+    augment: str,
+) -> Params:
+    """Batch-norm running statistics re-estimated on training batches; nothing else
+    changes. Models without batch norm are returned unchanged.
+
+    batches: (K, B) indices into x_all; batch k is augmented with fold_in(key, k). The
+    new statistics are the equal-weight mean over the K batches of each batch's
+    training-mode mean and (biased) variance, every layer seeing the batch normalised
+    by its own statistics, as in training. The research code's `update_bn` instead
+    folds 50 batches into a decay-0.9 EMA that continues from the previous statistics
+    (in effect the last ~10 batches); the equal-weight mean uses every batch and does
+    not depend on what came before.
+    """
+    if model.bn_statistics is None:
+        return params
+    statistics = _batch_norm_statistics(model.bn_statistics, augment)
+    total = None
+    for k, idx in enumerate(batches):
+        stats = statistics(params, x_all, idx, jax.random.fold_in(key, k))
+        total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+    mean = jax.tree.map(lambda t: t / len(batches), total)
+    return {**params, BATCH_STATS: mean}
 
 
 @functools.cache
@@ -119,14 +169,16 @@ def run_steps(
     y_all: jax.Array,
     indices: Iterator[np.ndarray],
     num_steps: int,
+    aug_key: jax.Array,
+    first_step: int = 0,
 ) -> tuple[Params, Any, np.ndarray, np.ndarray, np.ndarray]:
-    """Run num_steps steps. Returns params, opt_state and per-step (idx, losses, correct),
-    each of shape (num_steps, B)."""
+    """Run steps first_step .. first_step + num_steps - 1. Returns params, opt_state and
+    per-step (idx, losses, correct), each of shape (num_steps, B)."""
     idxs, losses, correct = [], [], []
-    for _ in range(num_steps):
+    for step_number in range(first_step, first_step + num_steps):
         idx = next(indices)
         params, opt_state, step_losses, step_correct = step_fn(
-            params, opt_state, x_all, y_all, idx
+            params, opt_state, x_all, y_all, idx, aug_key, step_number
         )
         idxs.append(idx)
         losses.append(step_losses)
@@ -205,6 +257,24 @@ class PretrainResult(NamedTuple):
     record: TrainingRecord
 
 
+def bn_refresh(
+    model: Model,
+    params: Params,
+    x_all: jax.Array,
+    *,
+    num_batches: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    key: jax.Array,
+    augment: str,
+) -> Params:
+    """`recompute_bn` on num_batches fresh shuffled batches drawn from rng."""
+    if model.bn_statistics is None:
+        return params
+    batches = sample_batches(x_all.shape[0], num_batches, batch_size, rng)
+    return recompute_bn(model, params, x_all, batches, key, augment)
+
+
 def pretrain(
     model: Model,
     x_train: np.ndarray,
@@ -221,11 +291,17 @@ def pretrain(
     momentum: float,
     num_checkpoints: int,
     eval_batch_size: int,
+    augment: str = "none",
+    bn_batches: int = 50,
     log: Log = log_to_stderr,
 ) -> PretrainResult:
     """Train from the seed's initialisation with the pretraining recipe.
 
     x_train: (N, H, W, C), y_train: (N,) possibly noisy labels; test arrays likewise.
+    Batch-norm models re-estimate their running statistics (`bn_refresh`, bn_batches
+    augmented batches) before every evaluation and checkpoint, which is every 10 epochs,
+    at trajectory checkpoints and at the end; other epochs leave the test columns of
+    the history empty. Models without batch norm are evaluated every epoch.
     """
     hparams = dict(
         seed=seed,
@@ -234,18 +310,21 @@ def pretrain(
         lr=lr,
         weight_decay=weight_decay,
         warmup_ratio=warmup_ratio,
+        augment=augment,
     )
     n = x_train.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)
     schedule = warmup_cosine_schedule(lr, epochs * steps_per_epoch, warmup_ratio)
     tx = sgd(schedule, momentum)
-    step_fn = make_train_step(model.apply, tx, weight_decay)
+    step_fn = make_train_step(model.train_forward, tx, weight_decay, augment)
     eval_fn = make_eval_fn(model.apply)
     params = model.init(jax_key(seed, "init"))
     opt_state = tx.init(params)
     indices = batch_index_stream(n, batch_size, host_rng(seed, "pretrain_order"))
+    aug_key = jax_key(seed, "augment")
     x_all, y_all = jnp.asarray(x_train), jnp.asarray(y_train)
     save_at = set(trajectory_epochs(epochs, num_checkpoints))
+    has_bn = model.bn_statistics is not None
 
     last_loss = np.zeros(n, np.float32)
     forgetting = np.zeros(n, np.int32)
@@ -254,22 +333,43 @@ def pretrain(
     trajectory, history = [], []
     for epoch in range(1, epochs + 1):
         params, opt_state, idx, losses, correct = run_steps(
-            step_fn, params, opt_state, x_all, y_all, indices, steps_per_epoch
+            step_fn,
+            params,
+            opt_state,
+            x_all,
+            y_all,
+            indices,
+            steps_per_epoch,
+            aug_key,
+            (epoch - 1) * steps_per_epoch,
         )
         raise_if_not_finite(losses, "pretrain", (epoch - 1) * steps_per_epoch, hparams)
         update_record(last_loss, forgetting, prev_correct, idx, losses, correct)
         ever_correct[idx[correct > 0]] = True
-        test_loss, test_logits = evaluate(
-            eval_fn, params, x_test, y_test, eval_batch_size
-        )
         row = dict(
             epoch=epoch,
             lr=float(schedule(epoch * steps_per_epoch)),
             train_loss=float(losses.mean()),
             train_acc=float(correct.mean()),
-            test_loss=float(test_loss.mean()),
-            test_acc=float((test_logits.argmax(1) == y_test).mean()),
+            test_loss=np.nan,
+            test_acc=np.nan,
         )
+        if not has_bn or epoch % 10 == 0 or epoch in save_at or epoch == epochs:
+            params = bn_refresh(
+                model,
+                params,
+                x_all,
+                num_batches=bn_batches,
+                batch_size=batch_size,
+                rng=host_rng(seed, "bn_batches", epoch),
+                key=jax_key(seed, "bn_batches", epoch),
+                augment=augment,
+            )
+            test_loss, test_logits = evaluate(
+                eval_fn, params, x_test, y_test, eval_batch_size
+            )
+            row["test_loss"] = float(test_loss.mean())
+            row["test_acc"] = float((test_logits.argmax(1) == y_test).mean())
         history.append(row)
         if epoch in save_at:
             trajectory.append((epoch, params))
@@ -290,6 +390,8 @@ def training_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
         weight_decay=float(recipe["weight_decay"]),
         warmup_ratio=float(recipe["warmup_ratio"]),
         momentum=float(recipe["momentum"]),
+        augment=str(recipe.get("augment", "none")),
+        bn_batches=int(recipe.get("bn_batches", 50)),
     )
 
 
@@ -301,10 +403,11 @@ def _optimizer_and_step(
     warmup_ratio: float,
     momentum: float,
     weight_decay: float,
+    augment: str,
 ):
     """(tx, jitted step) for one schedule, cached so equal-length runs compile once."""
     tx = sgd(warmup_cosine_schedule(lr, total_steps, warmup_ratio), momentum)
-    return tx, make_train_step(apply, tx, weight_decay)
+    return tx, make_train_step(apply, tx, weight_decay, augment)
 
 
 def fit_fresh(
@@ -322,32 +425,54 @@ def fit_fresh(
     warmup_ratio: float,
     momentum: float,
     stage: str,
+    augment: str = "none",
+    bn_batches: int = 50,
 ) -> Params:
     """Train a fresh model on x_all[subset] with the pretraining recipe; return params.
 
     x_all: (N, H, W, C), y_all: (N,) labels, subset: (n,) indices into them. Runs
     epochs * ceil(n / batch_size) steps with the warm-up + cosine schedule built for
     exactly those steps. The step always receives the full arrays (one compilation for
-    every subset whose run has the same number of steps).
+    every subset whose run has the same number of steps). The init key also seeds the
+    augmentation (fold_in 1) and the batch-norm re-estimate (fold_in 2), whose batches
+    of the subset continue order_rng.
     """
     subset = np.asarray(subset, np.int64)
     num_steps = epochs * math.ceil(subset.shape[0] / batch_size)
     tx, step_fn = _optimizer_and_step(
-        model.apply, lr, num_steps, warmup_ratio, momentum, weight_decay
+        model.train_forward,
+        lr,
+        num_steps,
+        warmup_ratio,
+        momentum,
+        weight_decay,
+        augment,
     )
     params = model.init(init_key)
     opt_state = tx.init(params)
     local = batch_index_stream(subset.shape[0], batch_size, order_rng)
     indices = (subset[i] for i in local)
+    x_dev = jnp.asarray(x_all)
     params, _, _, losses, _ = run_steps(
         step_fn,
         params,
         opt_state,
-        jnp.asarray(x_all),
+        x_dev,
         jnp.asarray(y_all),
         indices,
         num_steps,
+        jax.random.fold_in(init_key, 1),
     )
     hparams = dict(epochs=epochs, batch_size=batch_size, lr=lr, n=subset.shape[0])
     raise_if_not_finite(losses, stage, 0, hparams)
-    return params
+    if model.bn_statistics is None:
+        return params
+    local_batches = sample_batches(subset.shape[0], bn_batches, batch_size, order_rng)
+    return recompute_bn(
+        model,
+        params,
+        x_dev,
+        subset[local_batches],
+        jax.random.fold_in(init_key, 2),
+        augment,
+    )

@@ -7,8 +7,9 @@ from gex_core.influence.registry import get_method
 from gex_core.jobenv import local_gpu_count
 
 WORKFLOW_DIR = Path(workflow.basedir)
+DATASET = paths.dataset_segment(config)
 NOISE = paths.noise_segment(config["noise"])
-TRAIN = paths.train_segment(config["pretrain"])
+TRAIN = paths.train_segment(config["pretrain"], config["model"])
 ENSEMBLE = paths.ensemble_segment(config["ensemble"])
 METHOD_HPARAMS = {
     name: paths.method_segment(name, config) for name in config["methods"]
@@ -33,22 +34,40 @@ CHAINS = {
 GPU = min(1, local_gpu_count())
 
 
-def check_config(cfg):
-    """Cross-field checks the JSON schema cannot express; fail before any job runs."""
-    pre = cfg["pretrain"]
-    if pre["epochs"] - pre["epochs"] // 2 < pre["num_checkpoints"]:
-        raise ValueError(
-            f"config pretrain.num_checkpoints={pre['num_checkpoints']} does not fit in "
-            f"the second half of pretrain.epochs={pre['epochs']}"
+def data_files(wildcards):
+    """The raw files the dataset job reads (so replacing them reruns it).
+
+    Checked when the workflow is parsed: missing files fail with their names and
+    where to get them before any job runs, unless the split was already extracted.
+    """
+    if config["dataset"] == "digits":
+        return []
+    if config["dataset"] == "npz":
+        return [config["data_file"]]
+    from gex_core.loaders import required_files
+
+    return [str(p) for p in required_files(config["dataset"], config["data_dir"])]
+
+
+def human_label_files(wildcards):
+    if config["noise"]["kind"] != "human":
+        return []
+    return [str(Path(config["data_dir"]) / config["noise"]["label_file"])]
+
+
+if not Path(f"results/{DATASET}/data.npz").exists():
+    data_files(None)
+for _path in human_label_files(None):
+    if not Path(_path).exists():
+        raise FileNotFoundError(
+            f"noise.label_file: {_path} does not exist. CIFAR-10N/100N labels come from "
+            "https://github.com/UCSC-REAL/cifar-10-100n (see README, Data sets)"
         )
 
 
-check_config(config)
-
-
 wildcard_constraints:
-    dataset=r"[a-z0-9_]+",
-    noise=r"[a-z]+[0-9.e-]+",
+    dataset=r"[a-z0-9_]+|npz-[A-Za-z0-9_.-]+",
+    noise=r"(sym|asym)[0-9.e-]+(-[0-9to_]+)?|human-[a-z0-9_]+",
     model=r"[a-z0-9_]+",
     train=r"[^/]+",
     seed=r"\d+",
@@ -82,7 +101,7 @@ def expect(wildcards, **segments):
     the command line) would silently compute it with the config's values instead.
     """
     configured = {
-        "dataset": config["dataset"],
+        "dataset": DATASET,
         "noise": NOISE,
         "model": config["model"],
         "train": TRAIN,

@@ -3,6 +3,8 @@
 
 
 rule dataset:
+    input:
+        data_files,
     output:
         data="results/{dataset}/data.npz",
     log:
@@ -14,6 +16,9 @@ rule dataset:
     threads: 1
     params:
         check=lambda wc: expect(wc),
+        dataset=config["dataset"],
+        data_dir=config["data_dir"],
+        data_file=config["data_file"],
         code=code("make_dataset.py"),
     script:
         "../workflow_scripts/make_dataset.py"
@@ -22,6 +27,7 @@ rule dataset:
 rule labels:
     input:
         data="results/{dataset}/data.npz",
+        human=human_label_files,
     output:
         labels="results/{dataset}/noise-{noise}/labels/seed{seed}.npz",
         summary="results/{dataset}/noise-{noise}/labels/seed{seed}.json",
@@ -35,6 +41,7 @@ rule labels:
     params:
         check=lambda wc: expect(wc),
         noise=config["noise"],
+        data_dir=config["data_dir"],
         code=code("make_labels.py"),
     script:
         "../workflow_scripts/make_labels.py"

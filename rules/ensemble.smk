@@ -22,8 +22,7 @@ rule ensemble_chain:
         check=lambda wc: expect(wc, ensemble=ENSEMBLE),
         model=config["model"],
         recipe=config["ensemble"],
-        weight_decay=config["pretrain"]["weight_decay"],
-        momentum=config["pretrain"]["momentum"],
+        pretrain_recipe=config["pretrain"],
         eval_batch_size=config["eval_batch_size"],
         code=code("ensemble_chain.py"),
     script:

@@ -36,8 +36,21 @@ CASES = {
     ),
     "checkpoints that do not fit": (
         "pretrain:\n  epochs: 4\n  num_checkpoints: 5\n",
-        "config pretrain.num_checkpoints=5 does not fit in the second half of "
+        "config key pretrain.num_checkpoints: 5 does not fit in the second half of "
         "pretrain.epochs=4",
+    ),
+    "data set files missing": (
+        "dataset: cifar10\ndata_dir: nowhere\n",
+        "cifar-10-binary.tar.gz",
+    ),
+    "npz without its file": (
+        "dataset: npz\n",
+        "config key data_file: dataset npz needs the .npz to read",
+    ),
+    "human labels file missing": (
+        "dataset: cifar10\nnoise:\n  kind: human\n  label_set: worse_label\n"
+        "  label_file: CIFAR-10_human.csv\n",
+        "cifar-10-binary.tar.gz",
     ),
 }
 

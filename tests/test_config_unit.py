@@ -9,8 +9,15 @@ SCHEMA = "schemas/config.schema.yaml"
 def test_defaults_are_filled_and_keys_sorted():
     config = {"noise": {"ratio": 0.2}, "dataset": "digits"}
     validate_config(config, SCHEMA)
-    assert config["noise"] == {"kind": "symmetric", "ratio": 0.2}
+    assert config["noise"] == {
+        "kind": "symmetric",
+        "label_file": None,
+        "label_set": None,
+        "pairs": None,
+        "ratio": 0.2,
+    }
     assert config["ensemble"]["chains"] == 4
+    assert config["pretrain"]["augment"] == "none"  # auto, resolved for digits
     assert list(config) == sorted(config)
     assert list(config["pretrain"]) == sorted(config["pretrain"])
 
@@ -40,3 +47,41 @@ def test_sorted_keys_recurses_into_lists():
         "a": 0,
         "b": [{"c": 2, "d": 1}],
     }
+
+
+@pytest.mark.parametrize(
+    ("dataset", "augment"),
+    [("mnist", "crop"), ("svhn", "crop"), ("cifar10", "crop_flip"), ("npz", "none")],
+)
+def test_auto_augmentation_is_resolved_per_dataset(dataset, augment):
+    config = {"dataset": dataset, "data_file": "x.npz"}
+    validate_config(config, SCHEMA)
+    assert config["pretrain"]["augment"] == augment
+
+
+def test_asymmetric_pairs_default_per_dataset_and_are_required_elsewhere():
+    config = {"dataset": "cifar10", "noise": {"kind": "asymmetric", "ratio": 0.2}}
+    validate_config(config, SCHEMA)
+    assert config["noise"]["pairs"] == [[9, 1], [2, 0], [3, 5], [5, 3], [4, 7]]
+    config = {"dataset": "cifar100", "noise": {"kind": "asymmetric"}}
+    with pytest.raises(ConfigError, match="noise.pairs: asymmetric noise on cifar100"):
+        validate_config(config, SCHEMA)
+
+
+def test_cross_field_problems_name_their_keys():
+    config = {
+        "dataset": "mnist",
+        "noise": {"kind": "human"},
+        "pretrain": {"epochs": 4, "num_checkpoints": 3},
+    }
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, SCHEMA)
+    text = str(err.value)
+    assert "noise.kind: human labels exist for cifar10, cifar100" in text
+    assert "noise.label_file: human noise needs it" in text
+    assert "noise.label_set: human noise needs it" in text
+    assert "pretrain.num_checkpoints: 3 does not fit" in text
+    with pytest.raises(ConfigError, match="data_file: dataset npz needs the .npz"):
+        validate_config({"dataset": "npz"}, SCHEMA)
+    with pytest.raises(ConfigError, match="data_file: the file name 'my data.npz'"):
+        validate_config({"dataset": "npz", "data_file": "my data.npz"}, SCHEMA)

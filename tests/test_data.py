@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 
 from gex_core.data import (
+    DEFAULT_PAIRS,
+    Dataset,
+    asymmetric_noise,
+    human_noise,
     load_digits,
     make_noisy_labels,
+    normalise_images,
     read_dataset,
     save_dataset,
     symmetric_noise,
@@ -69,7 +74,84 @@ def test_noise_ratio_out_of_range_is_refused(ratio):
 
 def test_unknown_noise_kind_is_named():
     with pytest.raises(ValueError, match="unknown noise kind 'pairflip'"):
-        make_noisy_labels(np.zeros(10, np.int32), "pairflip", 0.1, 10, 0)
+        make_noisy_labels(np.zeros(10, np.int32), {"kind": "pairflip"}, 10, 0)
+
+
+def test_asymmetric_noise_flips_exactly_the_configured_share_of_each_source():
+    labels = np.repeat(
+        np.arange(10, dtype=np.int32), [50, 40, 30, 20, 10, 9, 8, 7, 6, 5]
+    )
+    pairs = DEFAULT_PAIRS["cifar10"]  # 9->1, 2->0, 3->5, 5->3, 4->7
+    out = asymmetric_noise(labels, 0.3, pairs, 10, seed=4)
+    np.testing.assert_array_equal(out.clean, labels)
+    np.testing.assert_array_equal(out.mask, out.noisy != labels)
+    for source, target in pairs:
+        members = labels == source
+        flipped = members & out.mask
+        # int(n_c * ratio) of the source class, all to the target, and from the
+        # *clean* class even when the target is itself a source (3 <-> 5)
+        assert flipped.sum() == int(members.sum() * 0.3)
+        assert (out.noisy[flipped] == target).all()
+    untouched = ~np.isin(labels, [s for s, _ in pairs])
+    assert not out.mask[untouched].any()
+    expected = sum(int((labels == s).sum() * 0.3) for s, _ in pairs)
+    assert out.mask.sum() == expected
+    again = asymmetric_noise(labels, 0.3, pairs, 10, seed=4)
+    np.testing.assert_array_equal(out.noisy, again.noisy)
+    other = asymmetric_noise(labels, 0.3, pairs, 10, seed=5)
+    assert (other.noisy != out.noisy).any()
+
+
+def test_asymmetric_noise_refuses_bad_pairs():
+    labels = np.zeros(10, np.int32)
+    with pytest.raises(ValueError, match="outside 0..9"):
+        asymmetric_noise(labels, 0.1, [(3, 10)], 10, seed=0)
+    with pytest.raises(ValueError, match="does not change the label"):
+        asymmetric_noise(labels, 0.1, [(3, 3)], 10, seed=0)
+    with pytest.raises(ValueError, match="flip a source class twice"):
+        asymmetric_noise(labels, 0.1, [(3, 4), (3, 5)], 10, seed=0)
+
+
+def test_human_noise_mask_comes_from_each_rows_own_fields():
+    clean = np.array([0, 1, 2, 3, 4, 5], np.int32)
+    noisy = np.array([0, 7, 2, 3, 9, 5], np.int32)
+    out = human_noise(clean, clean.copy(), noisy, "file.csv")
+    np.testing.assert_array_equal(out.noisy, noisy)
+    np.testing.assert_array_equal(out.mask, [False, True, False, False, True, False])
+    # a file in another order than the data set is caught, not silently misaligned
+    with pytest.raises(ValueError, match=r"clean_label disagrees .* at 2 rows"):
+        human_noise(clean, clean[[1, 0, 2, 3, 4, 5]], noisy, "file.csv")
+    with pytest.raises(ValueError, match="5 rows for 6 training samples"):
+        human_noise(clean, clean[:5], noisy[:5], "file.csv")
+
+
+def test_human_noise_through_the_config_reads_the_label_file(tmp_path):
+    clean = np.array([3, 1, 4, 1, 5], np.int32)
+    (tmp_path / "c10n.csv").write_text(
+        "clean_label,worse_label,aggre_label\n"
+        + "".join(f"{c},{w},{c}\n" for c, w in zip(clean, [3, 2, 4, 8, 5], strict=True))
+    )
+    noise = {"kind": "human", "label_file": "c10n.csv", "label_set": "worse_label"}
+    out = make_noisy_labels(clean, noise, 10, seed=0, data_dir=tmp_path)
+    np.testing.assert_array_equal(out.noisy, [3, 2, 4, 8, 5])
+    np.testing.assert_array_equal(out.mask, [False, True, False, True, False])
+    aggre = make_noisy_labels(
+        clean, {**noise, "label_set": "aggre_label"}, 10, 0, data_dir=tmp_path
+    )
+    assert not aggre.mask.any()
+
+
+def test_uint8_images_are_stored_compact_and_normalised_on_read(tmp_path):
+    x = np.array([0, 255, 128], np.uint8).reshape(3, 1, 1, 1)
+    data = Dataset(x, np.array([0, 1, 1], np.int32), x, np.zeros(3, np.int32), 2)
+    save_dataset(str(tmp_path / "d.npz"), data)
+    with np.load(tmp_path / "d.npz") as raw:
+        assert raw["x_train"].dtype == np.uint8
+    back = read_dataset(str(tmp_path / "d.npz"))
+    assert back.x_train.dtype == np.float32
+    np.testing.assert_allclose(back.x_train.ravel(), [-2.0, 2.0, 0.0078431], atol=1e-6)
+    floats = np.full((1, 2, 2, 1), 0.25, np.float32)
+    assert normalise_images(floats) is floats
 
 
 def test_dataset_file_round_trip_and_bad_file(tmp_path):

@@ -16,6 +16,8 @@ CONFIG = {
         "warmup_ratio": 0.1,
         "momentum": 0.9,
         "num_checkpoints": 5,
+        "augment": "none",
+        "bn_batches": 50,
     },
     "ensemble": {
         "chains": 4,
@@ -30,9 +32,13 @@ CONFIG = {
 
 def test_segments_name_every_knob():
     assert paths.noise_segment(CONFIG["noise"]) == "sym0.1"
-    assert paths.train_segment(CONFIG["pretrain"]) == (
-        "sgd-e60-b64-lr0.05-wd0.0005-wu0.1-m0.9-T5"
+    assert paths.train_segment(CONFIG["pretrain"], "cnn") == (
+        "sgd-e60-b64-lr0.05-wd0.0005-wu0.1-m0.9-T5-augnone"
     )
+    # batch-norm models also name their statistics re-estimate
+    assert paths.train_segment(
+        {**CONFIG["pretrain"], "augment": "crop_flip"}, "resnet18"
+    ).endswith("-augcropflip-bn50")
     assert paths.ensemble_segment(CONFIG["ensemble"]) == "ft-lr0.1-s100-b64-S2"
     assert paths.method_segment("gex", CONFIG) == "ft-lr0.1-s100-b64-S2-K4-tau0.05"
     # the projection strategy changes how, not what: it is not in the path
@@ -43,11 +49,22 @@ def test_full_paths_of_a_run():
     wildcards = paths.run_wildcards(CONFIG, 2)
     assert paths.PRETRAIN.format(**wildcards) == (
         "results/digits/noise-sym0.1/cnn/sgd-e60-b64-lr0.05-wd0.0005-wu0.1-m0.9-T5"
-        "/seed2/pretrain"
+        "-augnone/seed2/pretrain"
     )
     assert (
         paths.LABELS.format(**wildcards) == "results/digits/noise-sym0.1/labels/seed2"
     )
+
+
+def test_noise_and_dataset_segments_of_every_kind():
+    assert paths.noise_segment({"kind": "symmetric", "ratio": 0.3}) == "sym0.3"
+    asym = {"kind": "asymmetric", "ratio": 0.2, "pairs": [[9, 1], [3, 5]]}
+    assert paths.noise_segment(asym) == "asym0.2-9to1_3to5"
+    human = {"kind": "human", "ratio": 0.1, "label_set": "worse_label"}
+    assert paths.noise_segment(human) == "human-worse_label"
+    user = {**CONFIG, "dataset": "npz", "data_file": "/data/my-set.v2.npz"}
+    assert paths.dataset_segment(user) == "npz-my-set.v2"
+    assert paths.run_wildcards(user, 0)["dataset"] == "npz-my-set.v2"
 
 
 def test_values_are_formatted_canonically():
@@ -61,8 +78,8 @@ def test_values_are_formatted_canonically():
 
 def test_a_changed_knob_changes_only_its_own_and_downstream_segments():
     changed = {**CONFIG, "ensemble": {**CONFIG["ensemble"], "ft_steps": 300}}
-    assert paths.train_segment(changed["pretrain"]) == paths.train_segment(
-        CONFIG["pretrain"]
+    assert paths.train_segment(changed["pretrain"], "cnn") == paths.train_segment(
+        CONFIG["pretrain"], "cnn"
     )
     assert paths.method_segment("gex", changed) != paths.method_segment("gex", CONFIG)
     assert paths.method_segment("randproj", changed) == "d20"

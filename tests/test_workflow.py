@@ -10,7 +10,7 @@ import yaml
 
 from tests.workflow_util import ROOT, copy_workflow, planned_jobs, snakemake
 
-RUN = "results/digits/noise-sym0.2/mlp/sgd-e6-b128-lr0.1-wd0.0005-wu0.1-m0.9-T2/seed{seed}"
+RUN = "results/digits/noise-sym0.2/mlp/sgd-e6-b128-lr0.1-wd0.0005-wu0.1-m0.9-T2-augnone/seed{seed}"
 GEX = "influence/gex/ft-lr0.05-s10-b128-S1-K2-tau0.05"
 RANDPROJ = "influence/randproj/d4"
 

@@ -14,8 +14,7 @@ run_ensemble_chain(
     seed=int(snakemake.wildcards.seed),
     chain=int(snakemake.wildcards.chain),
     recipe=snakemake.params.recipe,
-    weight_decay=float(snakemake.params.weight_decay),
-    momentum=float(snakemake.params.momentum),
+    pretrain_recipe=snakemake.params.pretrain_recipe,
     eval_batch_size=snakemake.params.eval_batch_size,
     outputs=dict(snakemake.output.items()),
 )

@@ -6,7 +6,9 @@ start_job(snakemake.log[0])
 
 from gex_core.data import load_dataset, save_dataset  # noqa: E402
 
-data = load_dataset(snakemake.wildcards.dataset)
+data = load_dataset(
+    snakemake.params.dataset, snakemake.params.data_dir, snakemake.params.data_file
+)
 save_dataset(snakemake.output.data, data)
 print(
     f"{snakemake.wildcards.dataset}: {data.x_train.shape[0]} train, "

@@ -11,14 +11,13 @@ seed = int(snakemake.wildcards.seed)
 noise = snakemake.params.noise
 data = read_dataset(snakemake.input.data)
 labels = make_noisy_labels(
-    data.y_train, noise["kind"], float(noise["ratio"]), data.num_classes, seed
+    data.y_train, noise, data.num_classes, seed, snakemake.params.data_dir
 )
 write_npz(
     snakemake.output.labels, noisy=labels.noisy, clean=labels.clean, mask=labels.mask
 )
 summary = {
-    "kind": noise["kind"],
-    "ratio": float(noise["ratio"]),
+    **noise,
     "seed": seed,
     "num_train": int(labels.mask.size),
     "num_noisy": int(labels.mask.sum()),

@@ -26,12 +26,12 @@ def run_ensemble_chain(
     seed: int,
     chain: int,
     recipe: Mapping[str, Any],
-    weight_decay: float,
-    momentum: float,
+    pretrain_recipe: Mapping[str, Any],
     eval_batch_size: int,
     outputs: Mapping[str, str],
 ) -> None:
-    """outputs: losses (.npz: train_losses (S, N), test_losses (S, N_te), and the
+    """recipe: the ensemble config; pretrain_recipe: the pretraining config (weight
+    decay, momentum, augmentation, batch-norm batches carry over). outputs: losses (.npz: train_losses (S, N), test_losses (S, N_te), and the
     chain's compute_seconds and forward_pass_seconds, timed in this process), members."""
     data = read_noisy_dataset(data_path, labels_path)
     model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
@@ -50,9 +50,11 @@ def run_ensemble_chain(
         ft_lr=float(recipe["ft_lr"]),
         ft_steps=int(recipe["ft_steps"]),
         batch_size=int(recipe["batch_size"]),
-        weight_decay=weight_decay,
-        momentum=momentum,
+        weight_decay=float(pretrain_recipe["weight_decay"]),
+        momentum=float(pretrain_recipe["momentum"]),
         eval_batch_size=eval_batch_size,
+        augment=str(pretrain_recipe["augment"]),
+        bn_batches=int(pretrain_recipe["bn_batches"]),
     )
     compute_s = time.perf_counter() - start
     forward_s = timed_forward_pass(

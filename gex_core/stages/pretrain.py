@@ -48,6 +48,8 @@ def run_pretraining(
         momentum=float(recipe["momentum"]),
         num_checkpoints=int(recipe["num_checkpoints"]),
         eval_batch_size=eval_batch_size,
+        augment=str(recipe["augment"]),
+        bn_batches=int(recipe["bn_batches"]),
     )
     eval_fn = make_eval_fn(model.apply)
     train_loss, _ = evaluate(
