@@ -61,6 +61,11 @@ def sample_batches(
     num_samples: int, num_batches: int, batch_size: int, rng: np.random.Generator
 ) -> np.ndarray:
     """(num_batches, min(batch_size, N)) shuffled training indices, consecutive batches
-    of `batch_index_stream` (curvature estimates, batch-norm statistics)."""
+    of `batch_index_stream` (curvature estimates, batch-norm statistics): no sample
+    repeats until every sample has been used once."""
+    if num_batches < 1 or batch_size < 1:
+        raise ValueError(
+            f"need num_batches >= 1 and batch_size >= 1, got {num_batches}, {batch_size}"
+        )
     stream = batch_index_stream(num_samples, min(batch_size, num_samples), rng)
     return np.stack([next(stream) for _ in range(num_batches)])

@@ -25,7 +25,7 @@ LABELS = "results/{dataset}/noise-{noise}/labels/seed{seed}"
 PRETRAIN = RUN + "/pretrain"
 ENSEMBLE = RUN + "/ensemble/{ensemble}"
 INFLUENCE = RUN + "/influence/{method}/{hparams}"
-SUMMARY = "results/{dataset}/summary"
+SUMMARY = "results/{dataset}/noise-{noise}/{model}/{train}/summary"
 
 
 def fmt(value: Any) -> str:
@@ -138,7 +138,10 @@ def influence_dir(config: Mapping[str, Any], method: str, seed: int) -> str:
 
 
 def summary_dir(config: Mapping[str, Any]) -> str:
-    return SUMMARY.format(dataset=dataset_segment(config))
+    """Tables and plots over seeds and methods of one (data, noise, model, recipe)."""
+    wildcards = run_wildcards(config, 0)
+    del wildcards["seed"]
+    return SUMMARY.format(**wildcards)
 
 
 def benchmark_file(output: str) -> str:

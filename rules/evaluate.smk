@@ -26,14 +26,15 @@ rule summarize_detection:
     input:
         metrics=detection_files,
     output:
-        table="results/{dataset}/summary/detection.tsv",
-        plot="results/{dataset}/summary/detection.png",
+        table="results/{dataset}/noise-{noise}/{model}/{train}/summary/detection.tsv",
+        plot="results/{dataset}/noise-{noise}/{model}/{train}/summary/detection.png",
     log:
-        "logs/{dataset}/summary/detection.log",
+        "logs/{dataset}/noise-{noise}/{model}/{train}/summary/detection.log",
     localrule: True
     conda:
         "../envs/gex.yaml"
     params:
+        check=lambda wc: expect(wc),
         methods=[m for m in config["methods"] for _ in config["seeds"]],
         seeds=[s for _ in config["methods"] for s in config["seeds"]],
         code=code("summarize_detection.py"),
@@ -46,14 +47,15 @@ rule cost_table:
         metrics=detection_files,
         timing=lambda wc: [f for files in TIMING.values() for f in files],
     output:
-        methods="results/{dataset}/summary/cost.tsv",
-        rules="results/{dataset}/summary/rule_cost.tsv",
+        methods="results/{dataset}/noise-{noise}/{model}/{train}/summary/cost.tsv",
+        rules="results/{dataset}/noise-{noise}/{model}/{train}/summary/rule_cost.tsv",
     log:
-        "logs/{dataset}/summary/cost.log",
+        "logs/{dataset}/noise-{noise}/{model}/{train}/summary/cost.log",
     localrule: True
     conda:
         "../envs/gex.yaml"
     params:
+        check=lambda wc: expect(wc),
         benchmarks=paths.benchmark_files(config),
         timing=TIMING,
         chains=CHAINS,

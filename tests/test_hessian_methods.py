@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from gex_core.batching import sample_batches
 from gex_core.influence.arnoldi import arnoldi_eigenpairs, arnoldi_scores
 from gex_core.influence.arnoldi import compute as arnoldi_compute
 from gex_core.influence.exact import compute as exact_compute
@@ -24,7 +25,6 @@ from gex_core.influence.exact import exact_scores
 from gex_core.influence.hessian import (
     dataset_hessian,
     dense_hessian,
-    draw_fixed_batches,
     fixed_batch_hvp,
 )
 from gex_core.influence.lissa import compute as lissa_compute
@@ -182,7 +182,7 @@ def test_dataset_and_fixed_batch_hessians_match_the_dense_hessian(convex):
         dataset_hessian(model.apply, params, x, y, 7, chunk=5), dense, atol=1e-12
     )
     # (arnoldi's eigenvalue test checks the average over several fixed batches)
-    batches = draw_fixed_batches(N, 1, 64, np.random.default_rng(0))
+    batches = sample_batches(N, 1, 64, np.random.default_rng(0))
     assert sorted(batches.ravel().tolist()) == list(range(N))  # a permutation
     flat, unravel = ravel_pytree(params)
     v = np.random.default_rng(1).normal(size=flat.shape[0])
@@ -191,8 +191,8 @@ def test_dataset_and_fixed_batch_hessians_match_the_dense_hessian(convex):
 
 
 def test_fixed_batches_are_deterministic_from_the_generator():
-    first = draw_fixed_batches(100, 4, 16, np.random.default_rng([0, 12]))
-    again = draw_fixed_batches(100, 4, 16, np.random.default_rng([0, 12]))
+    first = sample_batches(100, 4, 16, np.random.default_rng([0, 12]))
+    again = sample_batches(100, 4, 16, np.random.default_rng([0, 12]))
     np.testing.assert_array_equal(first, again)
     assert first.shape == (4, 16) and len(np.unique(first)) == 64
 

@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from gex_core.batching import sample_batches
 from gex_core.influence import kfac
 from gex_core.influence.la_kfac import (
     compute,
-    fisher_batch_indices,
     la_kfac_scores,
     linearised_losses,
     loss_deviation_from_logits,
 )
 from gex_core.losses import per_sample_loss
-from gex_core.models import Model
+from gex_core.models import Model, make_model
 from gex_core.seeds import host_rng, jax_key
 from tests.helpers import tiny_data, tiny_mlp
 
@@ -90,24 +90,31 @@ def inputs(n: int, shape, seed: int = 1) -> np.ndarray:
 
 
 def block_vector(infos, params) -> tuple[jnp.ndarray, callable, list[slice]]:
-    """theta in the K-FAC order, its inverse map, and each layer's slice."""
+    """theta in the K-FAC order (layers as vec(Wb), diagonal leaves raveled), its
+    inverse map (to params with those leaves replaced; batch_stats kept), and each
+    block's slice."""
     names = sorted(infos)
     blocks = [kfac.layer_block(infos[n], params).ravel() for n in names]
     slices, start = [], 0
     for b in blocks:
         slices.append(slice(start, start + b.size))
         start += b.size
+    root = ("params",) if "batch_stats" in params else ()
 
     def unflatten(theta):
-        out = {}
+        leaves = {}
         for name, sl in zip(names, slices, strict=True):
             info = infos[name]
+            path = (*root, *info.path)
+            if isinstance(info, kfac.DiagonalInfo):
+                leaves[path] = theta[sl].reshape(info.shape)
+                continue
             block = theta[sl].reshape((info.d_in, info.d_out))
-            node = out
-            for part in info.path[:-1]:
-                node = node.setdefault(part, {})
-            node[info.path[-1]] = kfac.block_to_params(info, block)
-        return out
+            for key, value in kfac.block_to_params(info, block).items():
+                leaves[(*path, key)] = value
+        return jax.tree_util.tree_map_with_path(
+            lambda kp, leaf: leaves.get(tuple(k.key for k in kp), leaf), params
+        )
 
     return jnp.concatenate(blocks), unflatten, slices
 
@@ -472,7 +479,7 @@ def test_la_kfac_scores_finite_and_deterministic():
     inputs = FakeInputs(model, params, x, y)
     hp = {"members": 4, "alpha": 0.1, "sigma": 0.1, "tau": 0.05}
     hp |= {"num_batches": 3, "batch_size": 16}
-    batches = fisher_batch_indices(32, 3, 16, inputs.rng("curvature_batches"))
+    batches = sample_batches(32, 3, 16, inputs.rng("curvature_batches"))
     assert batches.shape == (3, 16)
 
     def run(key):
@@ -512,3 +519,308 @@ def test_parameters_outside_dense_and_conv_are_rejected():
         kfac.layer_infos(
             plain.apply, plain.init(jax.random.key(0)), inputs(2, (4, 1, 1))
         )
+
+
+# --- batch-norm models: {"params", "batch_stats"} variables, diagonal BN blocks ---
+
+
+class ConvBNNet(nn.Module):
+    """Conv -> BatchNorm (running statistics) -> relu -> mean over positions ->
+    Dense(3), the variables convention of gex_core.models' BN models. `extra` adds a
+    LayerNorm after the pooling (parameters K-FAC has no block for)."""
+
+    conv: tuple = (("features", 3), ("kernel_size", (2, 2)), ("padding", "VALID"))
+    extra: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Conv(**dict(self.conv))(x)
+        x = nn.relu(nn.BatchNorm(use_running_average=True, epsilon=1e-5)(x))
+        x = jnp.mean(x, axis=(1, 2))
+        if self.extra:
+            x = nn.LayerNorm()(x)
+        return nn.Dense(3)(x)
+
+
+def bn_flax_model(module, input_shape, seed=0, dtype=jnp.float64, std=0.8):
+    """As flax_model, with variables {"params", "batch_stats"}: N(0, std^2) params
+    (BN scale too), running means N(0, 0.5^2) and variances U(0.5, 2), and apply in
+    evaluation mode with the statistics under stop_gradient (as gex_core.models)."""
+
+    def apply(variables, x):
+        stats = jax.lax.stop_gradient(variables["batch_stats"])
+        return module.apply({**variables, "batch_stats": stats}, x)
+
+    shapes = jax.eval_shape(
+        module.init, jax.random.key(0), jnp.zeros((1, *input_shape))
+    )
+    rng = np.random.default_rng(seed)
+    params = jax.tree_util.tree_map(
+        lambda s: jnp.asarray(std * rng.normal(size=s.shape), dtype), shapes["params"]
+    )
+
+    def stat(kp, s):
+        if kp[-1].key == "var":
+            return jnp.asarray(rng.uniform(0.5, 2.0, size=s.shape), dtype)
+        return jnp.asarray(0.5 * rng.normal(size=s.shape), dtype)
+
+    stats = jax.tree_util.tree_map_with_path(stat, shapes["batch_stats"])
+    variables = {"params": params, "batch_stats": stats}
+    return Model("test_bn", lambda key: variables, apply), variables
+
+
+BN_LEAVES = ("Conv_0", "BatchNorm_0/bias", "BatchNorm_0/scale", "Dense_0")
+
+
+def test_bn_model_blocks_are_exact_for_one_input():
+    """Conv at one position, one input, exact labels: the Conv and Dense blocks of the
+    explicit Fisher (over all trainable parameters, BN scale/bias included) are A (x) G,
+    and the BN blocks' diagonals are the diagonal factors; with 6 inputs the diagonal
+    factors still equal diag(F) exactly (they are no approximation of the diagonal)."""
+    with jax.enable_x64(True):
+        model, variables = bn_flax_model(ConvBNNet(), (2, 2, 2))
+        infos = kfac.layer_infos(model.apply, variables, inputs(1, (2, 2, 2)))
+        assert sorted(infos) == sorted(BN_LEAVES)
+        assert {n: i.kind for n, i in infos.items()} == {
+            "Conv_0": "conv",
+            "Dense_0": "dense",
+            "BatchNorm_0/bias": "diagonal",
+            "BatchNorm_0/scale": "diagonal",
+        }
+        theta, unflatten, slices = block_vector(infos, variables)
+        assert theta.size == sum(
+            p.size for p in jax.tree_util.tree_leaves(variables["params"])
+        )
+        for n in (1, 6):
+            x = inputs(n, (2, 2, 2))
+            factors = kfac.kfac_factors(
+                model.apply,
+                variables,
+                x,
+                [np.arange(n)],
+                jax.random.key(0),
+                exact_labels=True,
+            )
+            fisher = exact_fisher(model.apply, theta, unflatten, jnp.asarray(x))
+            for name, sl in zip(sorted(infos), slices, strict=True):
+                block = fisher[sl, sl]
+                assert np.abs(np.diag(block)).max() > 1e-3, name  # not trivially zero
+                if isinstance(infos[name], kfac.DiagonalInfo):
+                    f = factors[name]
+                    assert isinstance(f, kfac.DiagonalFactor)
+                    assert f.F.shape == infos[name].shape
+                    np.testing.assert_allclose(
+                        f.F.ravel(), np.diag(block), rtol=1e-10, atol=1e-14
+                    )
+                elif n == 1:
+                    kron = np.kron(factors[name].A, factors[name].G)
+                    np.testing.assert_allclose(kron, block, rtol=1e-9, atol=1e-12)
+
+
+def bn_sampled_setup():
+    """SAME conv (9 positions), 2 Fisher batches of 5 of 8 inputs, sampled labels."""
+    model, variables = bn_flax_model(
+        ConvBNNet((("features", 3), ("kernel_size", (2, 2)))), (3, 3, 2)
+    )
+    x = inputs(8, (3, 3, 2))
+    batches = [np.array([0, 1, 2, 3, 4]), np.array([5, 6, 7, 0, 2])]
+    key = jax.random.key(5)
+    factors = kfac.kfac_factors(model.apply, variables, x, batches, key)
+    return model, variables, x, batches, key, factors
+
+
+def test_bn_diagonal_fisher_matches_per_sample_gradients():
+    """Sampled labels: F_diag = mean over the 10 samples of the squared gradient at the
+    label drawn for it (the same draws as the Kronecker factors: categorical with
+    fold_in(key, batch)), from jax.grad one sample at a time. The gradient is exactly
+    zero on batch_stats, and the Kronecker factors are those computed without the
+    diagonal blocks."""
+    with jax.enable_x64(True):
+        model, variables, x, batches, key, factors = bn_sampled_setup()
+
+        @jax.jit
+        def sample_grad(v, xi, yi):
+            return jax.grad(
+                lambda p: per_sample_loss(model.apply(p, xi[None]), yi[None])[0]
+            )(v)
+
+        logits_fn = jax.jit(model.apply)
+        squares = {"scale": 0.0, "bias": 0.0}
+        count = 0
+        for i, idx in enumerate(batches):
+            labels = jax.random.categorical(
+                jax.random.fold_in(key, i), logits_fn(variables, jnp.asarray(x[idx]))
+            )
+            for j, label in zip(idx, np.asarray(labels), strict=True):
+                grad = sample_grad(variables, jnp.asarray(x[j]), jnp.asarray(label))
+                for leaf in jax.tree_util.tree_leaves(grad["batch_stats"]):
+                    assert not np.any(np.asarray(leaf))
+                for k in squares:
+                    g = np.asarray(grad["params"]["BatchNorm_0"][k], np.float64)
+                    squares[k] = squares[k] + g**2
+                count += 1
+
+        blocks = kfac.discover_blocks(model.apply, variables, x[batches[0]])
+        plain = kfac._make_batch_factors(model.apply, blocks.layers, False)
+        assert blocks.diagonal  # the full path used diagonal blocks
+        without = [
+            plain(variables, jnp.asarray(x[idx]), jax.random.fold_in(key, i))
+            for i, idx in enumerate(batches)
+        ]
+    for k, sq in squares.items():
+        f = factors[f"BatchNorm_0/{k}"]
+        assert isinstance(f, kfac.DiagonalFactor) and f.F.shape == (3,)
+        assert np.all(sq > 0)
+        np.testing.assert_allclose(f.F, sq / count, rtol=1e-10, atol=1e-15)
+    for info in blocks.layers:
+        a = sum(np.asarray(w[info.name][0]) for w in without) / count
+        g = sum(np.asarray(w[info.name][1]) for w in without) / count
+        np.testing.assert_allclose(factors[info.name].A, a, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(factors[info.name].G, g, rtol=1e-12, atol=1e-15)
+    assert set(factors) == set(BN_LEAVES)
+
+
+def test_bn_posterior_draw_closed_form():
+    """One normal draw split in sorted block-name order: each diagonal leaf is
+    eps / sqrt(N F_diag / sigma^2 + 1 / alpha^2), each layer the Kronecker posterior
+    transform of its slice, batch_stats exactly zero; the deltas have the variables'
+    structure, shapes (M, ...) and dtypes."""
+    m, n, alpha, sigma = 3, 40, 0.3, 0.05
+    with jax.enable_x64(True):
+        model, variables, x, batches, _, factors = bn_sampled_setup()
+        infos = kfac.layer_infos(model.apply, variables, x[batches[0]])
+        eigens = kfac.eigen_blocks(factors)
+        key = jax.random.key(9)
+        deltas = kfac.sample_posterior(
+            eigens, infos, variables, key, m, n, alpha, sigma
+        )
+        names = sorted(infos)
+        sizes = [
+            int(np.prod(kfac.layer_block(infos[k], variables).shape)) for k in names
+        ]
+        eps_all = np.asarray(jax.random.normal(key, (m, sum(sizes)), jnp.float64))
+        expected = {}
+        start = 0
+        for name, size in zip(names, sizes, strict=True):
+            info, eps = infos[name], eps_all[:, start : start + size]
+            start += size
+            if isinstance(info, kfac.DiagonalInfo):
+                f = factors[name].F
+                expected[name] = eps.reshape((m, *info.shape)) / np.sqrt(
+                    n * f / sigma**2 + 1 / alpha**2
+                )
+            else:
+                block = kfac.posterior_transform(
+                    eigens[name],
+                    jnp.asarray(eps.reshape((m, info.d_in, info.d_out))),
+                    n,
+                    alpha,
+                    sigma,
+                )
+                expected[name] = kfac.block_to_params(info, block)
+    assert jax.tree_util.tree_structure(deltas) == jax.tree_util.tree_structure(
+        variables
+    )
+    for d, v in zip(
+        jax.tree_util.tree_leaves(deltas),
+        jax.tree_util.tree_leaves(variables),
+        strict=True,
+    ):
+        assert d.shape == (m, *v.shape) and d.dtype == v.dtype
+    for leaf in jax.tree_util.tree_leaves(deltas["batch_stats"]):
+        assert not np.any(np.asarray(leaf))
+    bn = deltas["params"]["BatchNorm_0"]
+    for k in ("scale", "bias"):
+        np.testing.assert_allclose(bn[k], expected[f"BatchNorm_0/{k}"], rtol=1e-12)
+        assert np.all(np.asarray(bn[k]) != 0)
+    for name in ("Conv_0", "Dense_0"):
+        for k, value in expected[name].items():
+            np.testing.assert_allclose(
+                deltas["params"][name][k], value, rtol=1e-10, atol=1e-14
+            )
+
+
+def test_la_kfac_scores_on_bn_model():
+    """End to end on the float32 BN model: finite, positive, deterministic."""
+    model, variables = bn_flax_model(
+        ConvBNNet((("features", 3), ("kernel_size", (2, 2)))),
+        (3, 3, 1),
+        dtype=jnp.float32,
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 3, 3, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 48).astype(np.int32)
+    batches = sample_batches(32, 2, 16, np.random.default_rng(1))
+
+    def run():
+        return la_kfac_scores(
+            model.apply,
+            variables,
+            x[:32],
+            y[:32],
+            x[32:],
+            y[32:],
+            fisher_batches=batches,
+            key=jax.random.key(4),
+            members=4,
+            alpha=0.1,
+            sigma=0.1,
+            tau=0.0,
+            eval_batch_size=16,
+        )
+
+    first, again = run(), run()
+    assert first.self_influence.shape == (32,) and first.test_influence.shape == (32,)
+    assert np.isfinite(first.self_influence).all()
+    assert np.isfinite(first.test_influence).all()
+    assert (first.self_influence > 0).all()
+    np.testing.assert_array_equal(first.self_influence, again.self_influence)
+    np.testing.assert_array_equal(first.test_influence, again.test_influence)
+
+
+@pytest.mark.parametrize(
+    ("name", "input_shape", "convs_3x3", "convs_1x1"),
+    [("vgg", (28, 28, 1), 8, 0), ("resnet18", (32, 32, 3), 17, 3)],
+)
+def test_block_discovery_on_bn_models(name, input_shape, convs_3x3, convs_1x1):
+    """Shapes only (jax.eval_shape): every Conv/Dense is a Kronecker layer, every
+    BatchNorm scale/bias a diagonal block, batch_stats no block, nothing orphaned."""
+    model = make_model(name, 10, input_shape)
+    variables = jax.eval_shape(model.init, jax.random.key(0))
+    infos = kfac.layer_infos(model.apply, variables, np.zeros((2, *input_shape)))
+    convs = [i for i in infos.values() if i.kind == "conv"]
+    dense = [i for i in infos.values() if i.kind == "dense"]
+    diagonal = [i for i in infos.values() if i.kind == "diagonal"]
+    assert sum(i.kernel_shape[:2] == (3, 3) for i in convs) == convs_3x3
+    assert sum(i.kernel_shape[:2] == (1, 1) for i in convs) == convs_1x1
+    assert len(convs) == convs_3x3 + convs_1x1
+    assert len(dense) == 1 and dense[0].d_out == 10
+    norms = {
+        path[:-1]
+        for path, _ in kfac._leaf_paths(variables["params"])
+        if "BatchNorm" in path[-2]
+    }
+    assert len(norms) == len(convs)  # one BN after every conv
+    assert sorted(i.path for i in diagonal) == sorted(
+        (*p, k) for p in norms for k in ("bias", "scale")
+    )
+    for info in diagonal:
+        assert info.path[-2].startswith("BatchNorm")
+        assert info.shape == tuple(kfac.layer_block(info, variables).shape)
+    # every trainable leaf has exactly one block
+    covered = sum(1 + i.use_bias for i in (*convs, *dense)) + len(diagonal)
+    assert covered == len(jax.tree_util.tree_leaves(variables["params"]))
+
+
+def test_other_parameters_of_bn_models_are_rejected():
+    """A LayerNorm in a {"params", "batch_stats"} model, or a collection other than
+    batch_stats, still raises the orphan error."""
+    with jax.enable_x64(True):
+        model, variables = bn_flax_model(ConvBNNet(extra=True), (2, 2, 2))
+        x = inputs(2, (2, 2, 2))
+        with pytest.raises(ValueError, match="params/LayerNorm_0/scale"):
+            kfac.layer_infos(model.apply, variables, x)
+        model, variables = bn_flax_model(ConvBNNet(), (2, 2, 2))
+        extra = {**variables, "cache": {"x": jnp.zeros(2)}}
+        with pytest.raises(ValueError, match="cache/x"):
+            kfac.layer_infos(model.apply, extra, x)

@@ -11,6 +11,7 @@ import yaml
 from tests.workflow_util import ROOT, copy_workflow, planned_jobs, snakemake
 
 RUN = "results/digits/noise-sym0.2/mlp/sgd-e6-b128-lr0.1-wd0.0005-wu0.1-m0.9-T2-augnone/seed{seed}"
+SUMMARY = RUN.removesuffix("/seed{seed}") + "/summary"
 GEX = "influence/gex/ft-lr0.05-s10-b128-S1-K2-tau0.05"
 RANDPROJ = "influence/randproj/d4"
 
@@ -37,7 +38,7 @@ def config_with(workdir, path, **changes):
 
 def test_outputs_exist_and_hold_sane_numbers(smoke):
     _, workdir = smoke
-    summary = pd.read_csv(workdir / "results/digits/summary/detection.tsv", sep="\t")
+    summary = pd.read_csv(workdir / SUMMARY / "detection.tsv", sep="\t")
     assert list(summary.method) == ["gex", "randproj"]
     assert (summary.seeds == 2).all()
     assert summary.auc_mean.between(0, 1).all() and summary.ap_mean.between(0, 1).all()
@@ -72,7 +73,7 @@ def test_outputs_exist_and_hold_sane_numbers(smoke):
             for plot in ("histogram.png", "curves.png"):
                 assert (run / method / plot).stat().st_size > 10_000
 
-    cost = pd.read_csv(workdir / "results/digits/summary/cost.tsv", sep="\t")
+    cost = pd.read_csv(workdir / SUMMARY / "cost.tsv", sep="\t")
     assert list(cost.method) == ["gex", "randproj"]
     assert (cost.scoring_s > 0).all() and (cost.forward_passes > 0).all()
     # gex scoring is array work on saved losses; its chains are where its cost lies
@@ -80,7 +81,7 @@ def test_outputs_exist_and_hold_sane_numbers(smoke):
     assert gex_cost.forward_passes > 1
     assert cost.set_index("method").upstream_s["gex"] > 0  # the ensemble chains
     assert cost.set_index("method").upstream_s["randproj"] == 0
-    rules = pd.read_csv(workdir / "results/digits/summary/rule_cost.tsv", sep="\t")
+    rules = pd.read_csv(workdir / SUMMARY / "rule_cost.tsv", sep="\t")
     assert set(rules.rule) == {
         "dataset",
         "labels",

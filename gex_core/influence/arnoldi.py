@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from gex_core.batching import sample_batches
 from gex_core.influence.hessian import (
-    draw_fixed_batches,
     fixed_batch_operator,
     start_vector,
 )
@@ -232,7 +232,7 @@ def compute(inputs, hp: dict) -> Scores:
     "batch_size": 128, "strategy": "vjp"}. Key stream "arnoldi" draws q_0; the batch set
     comes from the "curvature_batches" generator."""
     data = inputs.data
-    batches = draw_fixed_batches(
+    batches = sample_batches(
         data.x_train.shape[0],
         int(hp["num_batches"]),
         int(hp["batch_size"]),

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gex_core.batching import batch_index_stream, padded_batches
+from gex_core.batching import padded_batches
 from gex_core.losses import per_sample_grads, per_sample_loss
 
 Params = Any
@@ -44,19 +44,6 @@ def weighted_loss(apply: Callable, params: Params, x, y, w) -> jax.Array:
     1/B give the batch mean; 1/N on the real rows and 0 on padding give one batch's share
     of a data-set mean, so every operator below compiles once per batch shape."""
     return jnp.sum(w * per_sample_loss(apply(params, x), y))
-
-
-def draw_fixed_batches(
-    num_samples: int, num_batches: int, batch_size: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Indices (num_batches, min(batch_size, N)) drawn once: consecutive permutations,
-    so no sample repeats until every sample has been used once."""
-    if num_batches < 1 or batch_size < 1:
-        raise ValueError(
-            f"need num_batches >= 1 and batch_size >= 1, got {num_batches}, {batch_size}"
-        )
-    stream = batch_index_stream(num_samples, min(batch_size, num_samples), rng)
-    return np.stack([next(stream) for _ in range(num_batches)])
 
 
 @functools.cache

@@ -3,7 +3,10 @@
 Posterior: delta_m ~ N(0, (N F / sigma^2 + I / alpha^2)^-1) with F the K-FAC Fisher
 (model-sampled labels, per-sample mean over `num_batches` training batches), N the train
 size, alpha the prior std and sigma the observation-noise std (a likelihood temperature:
-the CE likelihood enters as exp(-N * mean loss / sigma^2)).
+the CE likelihood enters as exp(-N * mean loss / sigma^2)). F has a Kronecker block per
+Dense/Conv layer and a diagonal block per BatchNorm scale/bias (kfac_jax's
+scale-and-shift blocks, without the research code's x100 on them); batch-norm models
+pass their whole variables dict, and the draws are zero on its "batch_stats".
 
 Member losses use the network linearised at theta*: loss(f(x; theta*) + J delta_m). The
 deviation loss_lin - loss(theta*) is computed directly as
@@ -28,10 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gex_core.batching import batch_index_stream, batched_map
+from gex_core.batching import batched_map, sample_batches
 from gex_core.influence.gex import gex_scores
 from gex_core.influence.kfac import (
-    eigen_factors,
+    eigen_blocks,
     kfac_factors,
     layer_infos,
     sample_posterior,
@@ -96,14 +99,6 @@ def linearised_losses(
     return loss, loss[None, :] + np.asarray(dev, np.float64).T
 
 
-def fisher_batch_indices(
-    num_samples: int, num_batches: int, batch_size: int, rng: np.random.Generator
-) -> np.ndarray:
-    """(num_batches, min(batch_size, N)) training indices for the Fisher estimate."""
-    stream = batch_index_stream(num_samples, min(batch_size, num_samples), rng)
-    return np.stack([next(stream) for _ in range(num_batches)])
-
-
 def la_kfac_scores(
     apply: Callable,
     params: Params,
@@ -128,7 +123,7 @@ def la_kfac_scores(
     fisher_key, posterior_key = jax.random.split(key)
     factors = kfac_factors(apply, params, x_train, fisher_batches, fisher_key)
     infos = layer_infos(apply, params, x_train[fisher_batches[0]])
-    eigens = {name: eigen_factors(f) for name, f in factors.items()}
+    eigens = eigen_blocks(factors)
     deltas = sample_posterior(
         eigens, infos, params, posterior_key, members, x_train.shape[0], alpha, sigma
     )
@@ -154,7 +149,7 @@ def compute(inputs, hp: dict) -> Scores:
     """
     data = inputs.data
     n = data.x_train.shape[0]
-    batches = fisher_batch_indices(
+    batches = sample_batches(
         n,
         int(hp["num_batches"]),
         int(hp["batch_size"]),

@@ -49,9 +49,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gex_core.batching import padded_batches
+from gex_core.batching import padded_batches, sample_batches
 from gex_core.influence.hessian import (
-    draw_fixed_batches,
     fixed_batch_hvp,
     fixed_batch_operator,
     mean_gradient,
@@ -201,7 +200,7 @@ def compute(inputs, hp: dict) -> Scores:
     damping = hp.get("damping")
     damping = float(inputs.recipe["weight_decay"] if damping is None else damping)
     scale = hp.get("scale")
-    batches = draw_fixed_batches(
+    batches = sample_batches(
         data.x_train.shape[0],
         int(hp["num_batches"]),
         int(hp["batch_size"]),
