@@ -1,0 +1,139 @@
+"""The research-grid presets: their settings, their DAG, and a real run on tiny files."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from gex_core.config import validate_config
+from tests.formats import write_cifar10_binary, write_mnist
+from tests.workflow_util import ROOT, planned_jobs, snakemake
+
+PRESETS = ("mnist", "cifar10", "cifar100", "cifar10n", "cifar100n")
+SCHEMA = ROOT / "schemas/config.schema.yaml"
+# Shrinks a preset to seconds of work while keeping every stage of its DAG.
+TINY = {
+    "pretrain": {"epochs": 2, "batch_size": 32, "num_checkpoints": 1, "bn_batches": 2},
+    "ensemble": {"ft_steps": 2, "batch_size": 16},
+    "influence": {
+        "la_kfac": {"members": 2, "num_batches": 1, "batch_size": 16},
+        "arnoldi": {"iterations": 3, "top_k": 2, "num_batches": 1, "batch_size": 16},
+        "el2n": {"repeats": 1, "epochs": 1},
+        "randproj": {"dim": 2},
+        "tracinrp": {"dim": 2},
+    },
+    "eval_batch_size": 64,
+}
+
+
+def load_preset(name):
+    with open(ROOT / "configs" / f"{name}.yaml") as f:
+        config = yaml.safe_load(f)
+    validate_config(config, SCHEMA)
+    return config
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_hold_the_research_recipe(name):
+    config = load_preset(name)
+    assert config["seeds"] == [0, 1, 2, 3]
+    pre = config["pretrain"]
+    assert (pre["epochs"], pre["batch_size"], pre["lr"]) == (200, 1024, 0.4)
+    assert (pre["warmup_ratio"], pre["weight_decay"], pre["momentum"]) == (
+        0.1,
+        5.0e-4,
+        0.9,
+    )
+    assert pre["num_checkpoints"] == 5  # tracinrp's 5 trajectory checkpoints
+    ens = config["ensemble"]
+    assert ens["chains"] * ens["stages"] == 32
+    assert (ens["ft_steps"], ens["ft_lr"]) == (800, 0.05)
+    assert config["influence"]["randproj"]["dim"] == 20
+    assert config["influence"]["tracinrp"]["dim"] == 20
+    assert config["influence"]["arnoldi"]["iterations"] == 50
+    assert config["influence"]["arnoldi"]["top_k"] == 20
+    expected_model = "vgg" if name == "mnist" else "resnet18"
+    assert config["model"] == expected_model
+    assert pre["augment"] == ("crop" if name == "mnist" else "crop_flip")
+
+
+def test_noise_of_each_preset():
+    assert load_preset("mnist")["noise"]["ratio"] == 0.1
+    assert load_preset("cifar100")["noise"]["ratio"] == 0.1
+    assert load_preset("cifar10n")["noise"]["label_set"] == "worse_label"
+    assert load_preset("cifar100n")["noise"]["label_set"] == "noisy_label"
+
+
+def write_overrides(workdir, **extra):
+    path = workdir / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **extra}))
+    return str(path)
+
+
+def test_cifar10_preset_plans_the_full_grid_on_tiny_binary_files(tmp_path):
+    write_cifar10_binary(tmp_path / "cifar10", n_train=40, n_test=10)
+    result = snakemake(
+        ROOT,
+        tmp_path,
+        "-n",
+        "--configfile",
+        str(ROOT / "configs/cifar10.yaml"),
+        write_overrides(tmp_path),
+        "--config",
+        f"data_dir={tmp_path / 'cifar10'}",
+    )
+    assert result.returncode == 0, result.stderr
+    seeds, methods = 4, 9
+    assert planned_jobs(result) == {
+        "all": 1,
+        "dataset": 1,
+        "labels": seeds,
+        "pretrain": seeds,
+        "ensemble_chain": seeds * 8,
+        "influence": seeds * methods,
+        "detect": seeds * methods,
+        "summarize_detection": 1,
+        "cost_table": 1,
+    }
+    assert "resnet18/sgd-e2-b32-lr0.4-wd0.0005-wu0.1-m0.9-T1-augcropflip-bn2" in (
+        result.stdout
+    )
+
+
+def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
+    """A real run of the mnist preset's DAG (VGG-8 with BN, crop augmentation), one
+    seed and three methods to keep it short."""
+    write_mnist(tmp_path / "mnist", n_train=64, n_test=16)
+    overrides = write_overrides(
+        tmp_path,
+        seeds=[0],
+        methods=["gex", "randproj", "forgetting"],
+        ensemble={"chains": 2, "stages": 1, "ft_steps": 2, "batch_size": 16},
+    )
+    result = snakemake(
+        ROOT,
+        tmp_path,
+        "--cores",
+        "2",
+        "--configfile",
+        str(ROOT / "configs/mnist.yaml"),
+        overrides,
+        "--config",
+        f"data_dir={tmp_path / 'mnist'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = "results/mnist/noise-sym0.1/vgg/sgd-e2-b32-lr0.4-wd0.0005-wu0.1-m0.9-T1-augcrop-bn2"
+    summary = pd.read_csv(tmp_path / run / "summary/detection.tsv", sep="\t")
+    assert sorted(summary.method) == ["forgetting", "gex", "randproj"]
+    labels = json.loads(
+        (tmp_path / "results/mnist/noise-sym0.1/labels/seed0.json").read_text()
+    )
+    assert labels["num_train"] == 64 and labels["kind"] == "symmetric"
+    history = pd.read_csv(tmp_path / run / "seed0/pretrain/history.tsv", sep="\t")
+    # BN models evaluate after re-estimating statistics: here at the (final) epoch 2
+    assert np.isnan(history.test_acc[0]) and history.test_acc[1] >= 0
+    with np.load(tmp_path / run / "seed0/influence/randproj/d2/scores.npz") as scores:
+        assert scores["self_influence"].shape == (64,)
+        assert np.isfinite(scores["self_influence"]).all()
