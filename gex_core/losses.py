@@ -14,12 +14,18 @@ from gex_core.models import trainable
 
 
 def per_sample_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Softmax cross-entropy. logits: (B, C), labels: (B,) int -> (B,)."""
+    """Softmax cross-entropy. logits: (B, C); labels: (B,) int, or (B, C) target
+    distributions (relabeling's soft targets) -> (B,)."""
+    if labels.ndim == logits.ndim:
+        return optax.softmax_cross_entropy(logits, labels)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
 def per_sample_correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """1.0 where argmax(logits) equals the label. -> (B,) float32."""
+    """1.0 where argmax(logits) equals the label (the target's argmax for soft
+    targets). -> (B,) float32."""
+    if labels.ndim == logits.ndim:
+        labels = jnp.argmax(labels, axis=-1)
     return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
 
 
