@@ -13,12 +13,16 @@ configfile: "config.yaml"
 validate_config(config, workflow.source_path("schemas/config.schema.yaml"))
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/pretrain.smk"
 include: "rules/ensemble.smk"
 include: "rules/influence.smk"
 include: "rules/evaluate.smk"
+include: "rules/experiments.smk"
 
 
 rule all:

@@ -104,6 +104,19 @@ def resolve_config(config: MutableMapping) -> None:
         for key in ("label_file", "label_set"):
             if not noise.get(key):
                 problems.append(f"config key noise.{key}: human noise needs it")
+    for experiment in ("relabel", "prune"):
+        if config[experiment]["methods"] is None:
+            config[experiment]["methods"] = [
+                m for m in ("gex", "randproj") if m in config["methods"]
+            ]
+        missing = [
+            m for m in config[experiment]["methods"] if m not in config["methods"]
+        ]
+        if missing:
+            problems.append(
+                f"config key {experiment}.methods: {', '.join(missing)} not in methods "
+                "(scores must be computed to use them)"
+            )
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 

@@ -35,3 +35,21 @@ def local_gpu_count() -> int:
     import glob
 
     return len(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def run_inputs(smk, **extra):
+    """MethodInputs of the run a job belongs to, from the Snakemake object of a rule
+    with inputs data and labels and params model, recipe, pretrain_dir and
+    eval_batch_size (wildcard seed); extra: further MethodInputs arguments."""
+    from gex_core.influence.inputs import MethodInputs
+
+    return MethodInputs(
+        data_path=smk.input.data,
+        labels_path=smk.input.labels,
+        pretrain_dir=smk.params.pretrain_dir,
+        model_name=smk.params.model,
+        seed=int(smk.wildcards.seed),
+        eval_batch_size=smk.params.eval_batch_size,
+        recipe=smk.params.recipe,
+        **extra,
+    )

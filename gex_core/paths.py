@@ -26,6 +26,8 @@ PRETRAIN = RUN + "/pretrain"
 ENSEMBLE = RUN + "/ensemble/{ensemble}"
 INFLUENCE = RUN + "/influence/{method}/{hparams}"
 SUMMARY = "results/{dataset}/noise-{noise}/{model}/{train}/summary"
+RELABEL_BASELINE = RUN + "/relabel/{setting}.json"
+RELABEL_BASELINES = ("oracle", "predicted")
 
 
 def fmt(value: Any) -> str:
@@ -149,8 +151,87 @@ def benchmark_file(output: str) -> str:
     return f"benchmarks/out/{output.removeprefix('results/')}.tsv"
 
 
+def prune_methods(config: Mapping[str, Any]) -> list[str]:
+    """Methods of the pruning experiment: the configured ones plus random (empty when
+    the experiment is off)."""
+    chosen = list(config["prune"]["methods"])
+    return chosen + ["random"] if chosen and "random" not in chosen else chosen
+
+
+def scored_methods(config: Mapping[str, Any]) -> list[str]:
+    """Every method whose scores some target needs."""
+    return list(dict.fromkeys([*config["methods"], *prune_methods(config)]))
+
+
+def relabel_file(config: Mapping[str, Any], method: str, seed: int) -> str:
+    folder = influence_dir(config, method, seed)
+    return f"{folder}/relabel-{config['relabel']['mode']}.json"
+
+
+def relabel_baseline_file(config: Mapping[str, Any], setting: str, seed: int) -> str:
+    return RELABEL_BASELINE.format(**run_wildcards(config, seed), setting=setting)
+
+
+def prune_file(
+    config: Mapping[str, Any], method: str, seed: int, fraction: float
+) -> str:
+    folder = influence_dir(config, method, seed)
+    return f"{folder}/prune-{config['prune']['order']}-f{fmt(float(fraction))}.json"
+
+
+def relabel_files(config: Mapping[str, Any]) -> list[str]:
+    return [
+        relabel_file(config, m, s)
+        for m in config["relabel"]["methods"]
+        for s in config["seeds"]
+    ]
+
+
+def prune_files(config: Mapping[str, Any]) -> list[str]:
+    return [
+        prune_file(config, m, s, f)
+        for m in prune_methods(config)
+        for s in config["seeds"]
+        for f in config["prune"]["fractions"]
+    ]
+
+
+def history_files(config: Mapping[str, Any]) -> list[str]:
+    return [f"{pretrain_dir(config, s)}/history.tsv" for s in config["seeds"]]
+
+
+def figure_files(config: Mapping[str, Any]) -> list[str]:
+    """Per (method, seed): the gallery, and the train x test examples where the method
+    has a kernel and queries are configured."""
+    files = []
+    for method in config["methods"]:
+        for seed in config["seeds"]:
+            folder = influence_dir(config, method, seed)
+            files.append(f"{folder}/gallery.png")
+            if config["queries"] > 0 and get_method(method).kernel:
+                files.append(f"{folder}/examples.png")
+    return files
+
+
 DETECTION_FILES = ("detection.json", "histogram.png", "curves.png")
-SUMMARY_FILES = ("detection.tsv", "detection.png", "cost.tsv", "rule_cost.tsv")
+SUMMARY_FILES = (
+    "detection.tsv",
+    "detection.png",
+    "cost.tsv",
+    "rule_cost.tsv",
+    "rank_agreement.tsv",
+    "rank_agreement.png",
+)
+
+
+def summary_files(config: Mapping[str, Any]) -> list[str]:
+    """The summary folder's tables and figures for the enabled experiments."""
+    names = list(SUMMARY_FILES)
+    if config["relabel"]["methods"]:
+        names += ["relabel.tsv", "relabel.png"]
+    if prune_methods(config):
+        names += ["prune.tsv", "prune.png"]
+    return [f"{summary_dir(config)}/{name}" for name in names]
 
 
 def all_targets(config: Mapping[str, Any]) -> list[str]:
@@ -161,8 +242,7 @@ def all_targets(config: Mapping[str, Any]) -> list[str]:
         for seed in seeds:
             folder = influence_dir(config, method, seed)
             targets += [f"{folder}/{name}" for name in DETECTION_FILES]
-    targets += [f"{summary_dir(config)}/{name}" for name in SUMMARY_FILES]
-    return targets
+    return targets + figure_files(config) + summary_files(config)
 
 
 def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:

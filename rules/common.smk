@@ -12,7 +12,7 @@ NOISE = paths.noise_segment(config["noise"])
 TRAIN = paths.train_segment(config["pretrain"], config["model"])
 ENSEMBLE = paths.ensemble_segment(config["ensemble"])
 METHOD_HPARAMS = {
-    name: paths.method_segment(name, config) for name in config["methods"]
+    name: paths.method_segment(name, config) for name in paths.scored_methods(config)
 }
 # Per-method cost inputs: each scoring job's timing, and the chains gex is built on.
 TIMING = {
@@ -75,6 +75,10 @@ wildcard_constraints:
     chain=r"\d+",
     method=r"[a-z0-9_]+",
     hparams=r"[^/]+",
+    mode=r"hard|soft",
+    order=r"lowest|highest",
+    fraction=r"0\.[0-9]+",
+    setting=r"oracle|predicted",
 
 
 _FINGERPRINTS = {}
@@ -141,3 +145,7 @@ def detection_files(wildcards):
         for method in config["methods"]
         for seed in config["seeds"]
     ]
+
+
+def scores_file(wildcards):
+    return f"{paths.INFLUENCE.format(**wildcards)}/scores.npz"

@@ -7,8 +7,20 @@ rule detect:
         labels=labels_file,
     output:
         metrics="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/detection.json",
-        histogram="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/histogram.png",
-        curves="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/curves.png",
+        histogram=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/histogram.png",
+            caption="../report/histogram.rst",
+            category="Detection per seed",
+            subcategory="{method}",
+            labels={"method": "{method}", "seed": "{seed}", "figure": "histogram"},
+        ),
+        curves=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/curves.png",
+            caption="../report/curves.rst",
+            category="Detection per seed",
+            subcategory="{method}",
+            labels={"method": "{method}", "seed": "{seed}", "figure": "ROC and PR"},
+        ),
     log:
         "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.detect.log",
     benchmark:
@@ -26,8 +38,16 @@ rule summarize_detection:
     input:
         metrics=detection_files,
     output:
-        table="results/{dataset}/noise-{noise}/{model}/{train}/summary/detection.tsv",
-        plot="results/{dataset}/noise-{noise}/{model}/{train}/summary/detection.png",
+        table=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/summary/detection.tsv",
+            caption="../report/detection_table.rst",
+            category="Detection",
+        ),
+        plot=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/summary/detection.png",
+            caption="../report/detection.rst",
+            category="Detection",
+        ),
     log:
         "logs/{dataset}/noise-{noise}/{model}/{train}/summary/detection.log",
     localrule: True
@@ -47,8 +67,16 @@ rule cost_table:
         metrics=detection_files,
         timing=lambda wc: [f for files in TIMING.values() for f in files],
     output:
-        methods="results/{dataset}/noise-{noise}/{model}/{train}/summary/cost.tsv",
-        rules="results/{dataset}/noise-{noise}/{model}/{train}/summary/rule_cost.tsv",
+        methods=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/summary/cost.tsv",
+            caption="../report/cost.rst",
+            category="Cost",
+        ),
+        rules=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/summary/rule_cost.tsv",
+            caption="../report/rule_cost.rst",
+            category="Cost",
+        ),
     log:
         "logs/{dataset}/noise-{noise}/{model}/{train}/summary/cost.log",
     localrule: True
@@ -62,3 +90,94 @@ rule cost_table:
         code=code("cost_table.py"),
     script:
         "../workflow_scripts/cost_table.py"
+
+
+rule summarize_relabel:
+    input:
+        relabel=lambda wc: paths.relabel_files(config),
+        baselines=lambda wc: [
+            paths.relabel_baseline_file(config, setting, seed)
+            for setting in paths.RELABEL_BASELINES
+            for seed in config["seeds"]
+        ],
+        histories=lambda wc: paths.history_files(config),
+    output:
+        table=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/summary/relabel.tsv",
+            caption="../report/relabel_table.rst",
+            category="Relabel",
+        ),
+        plot=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/summary/relabel.png",
+            caption="../report/relabel.rst",
+            category="Relabel",
+        ),
+    log:
+        "logs/{dataset}/noise-{noise}/{model}/{train}/summary/relabel.log",
+    localrule: True
+    conda:
+        "../envs/gex.yaml"
+    params:
+        check=lambda wc: expect(wc),
+        code=code("summarize_relabel.py"),
+    script:
+        "../workflow_scripts/summarize_relabel.py"
+
+
+rule summarize_prune:
+    input:
+        prune=lambda wc: paths.prune_files(config),
+        histories=lambda wc: paths.history_files(config),
+    output:
+        table=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/summary/prune.tsv",
+            caption="../report/prune_table.rst",
+            category="Pruning",
+        ),
+        plot=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/summary/prune.png",
+            caption="../report/prune.rst",
+            category="Pruning",
+        ),
+    log:
+        "logs/{dataset}/noise-{noise}/{model}/{train}/summary/prune.log",
+    localrule: True
+    conda:
+        "../envs/gex.yaml"
+    params:
+        check=lambda wc: expect(wc),
+        code=code("summarize_prune.py"),
+    script:
+        "../workflow_scripts/summarize_prune.py"
+
+
+rule rank_agreement:
+    input:
+        scores=lambda wc: [
+            f"{paths.influence_dir(config, m, s)}/scores.npz"
+            for m in config["methods"]
+            for s in config["seeds"]
+        ],
+    output:
+        table=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/summary/rank_agreement.tsv",
+            caption="../report/rank_agreement_table.rst",
+            category="Method agreement",
+        ),
+        plot=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/summary/rank_agreement.png",
+            caption="../report/rank_agreement.rst",
+            category="Method agreement",
+        ),
+    log:
+        "logs/{dataset}/noise-{noise}/{model}/{train}/summary/rank_agreement.log",
+    localrule: True
+    conda:
+        "../envs/gex.yaml"
+    params:
+        check=lambda wc: expect(wc),
+        methods=[m for m in config["methods"] for _ in config["seeds"]],
+        seeds=[s for _ in config["methods"] for s in config["seeds"]],
+        code=code("rank_agreement.py"),
+    script:
+        "../workflow_scripts/rank_agreement.py"

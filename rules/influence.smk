@@ -30,6 +30,7 @@ rule influence:
         pretrain_dir=lambda wc: paths.PRETRAIN.format(**wc),
         hp=lambda wc: config["influence"][wc.method],
         eval_batch_size=config["eval_batch_size"],
+        queries=config["queries"],
         code=method_code,
     script:
         "../workflow_scripts/influence.py"

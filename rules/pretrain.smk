@@ -11,7 +11,12 @@ rule pretrain:
         record="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/record.npz",
         losses="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/losses.npz",
         history="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/history.tsv",
-        curve="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/learning_curve.png",
+        curve=report(
+            "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/learning_curve.png",
+            caption="../report/learning_curve.rst",
+            category="Training",
+            labels={"seed": "{seed}", "figure": "learning curve"},
+        ),
     log:
         "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain.log",
     benchmark:

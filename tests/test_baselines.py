@@ -50,6 +50,7 @@ class FakeInputs:
         self.eval_batch_size = 4
         self.recipe = dict(RECIPE)
         self.record = {}
+        self.query_indices = np.zeros(0, np.int64)  # no kernel (tests/test_kernels.py)
 
     def key(self, stream, *ids):
         return jax_key(self.seed, stream, *ids)

@@ -332,6 +332,7 @@ def test_registry_adapters_on_the_convex_problem(convex):
         rng=lambda stream: host_rng(0, stream),
         eval_batch_size=16,
         recipe={"weight_decay": L2},
+        query_indices=np.zeros(0, np.int64),
     )
     exact = exact_compute(inputs, {"damping": None, "max_params": 5000})
     want = exact_scores(p.model.apply, p.params, p.x, p.y, p.x_te, p.y_te, damping=L2)

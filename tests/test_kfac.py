@@ -466,6 +466,7 @@ class FakeInputs:
         self.data = SimpleNamespace(
             x_train=x[:32], y_train=y[:32], x_test=x[32:], y_test=y[32:]
         )
+        self.query_indices = np.zeros(0, np.int64)
 
     def key(self, stream, *ids):
         return jax_key(self.seed, stream, *ids)

@@ -28,6 +28,36 @@ def smoke(tmp_path_factory):
     return workflow, workdir
 
 
+# Jobs downstream of the scores of one method of the smoke config (gex or randproj),
+# for 2 seeds: scoring, detection, relabel, 2 pruning fractions, gallery, examples.
+ONE_METHOD_DOWNSTREAM = {
+    "influence": 2,
+    "detect": 2,
+    "relabel": 2,
+    "prune": 4,
+    "gallery": 2,
+    "examples": 2,
+}
+# gex, randproj and random (pruning's baseline, scored but not detected or drawn)
+EVERY_SCORE_DOWNSTREAM = {
+    "influence": 6,
+    "detect": 4,
+    "relabel": 4,
+    "relabel_baseline": 4,
+    "prune": 12,
+    "gallery": 4,
+    "examples": 4,
+}
+AGGREGATES = {
+    "summarize_detection": 1,
+    "cost_table": 1,
+    "summarize_relabel": 1,
+    "summarize_prune": 1,
+    "rank_agreement": 1,
+    "all": 1,
+}
+
+
 def config_with(workdir, path, **changes):
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config[path] = {**config[path], **changes}
@@ -93,6 +123,68 @@ def test_outputs_exist_and_hold_sane_numbers(smoke):
     assert rules.set_index("rule").jobs["ensemble_chain"] == 4
 
 
+def test_relabel_prune_and_figures_of_the_smoke_run(smoke):
+    _, workdir = smoke
+    relabel = pd.read_csv(workdir / SUMMARY / "relabel.tsv", sep="\t")
+    assert list(relabel.setting) == [
+        "none",
+        "all predicted",
+        "gex (soft)",
+        "randproj (soft)",
+        "oracle (clean labels)",
+    ]
+    assert (relabel.seeds == 2).all() and relabel["mean"].between(0.5, 1).all()
+    for seed in (0, 1):
+        run = workdir / RUN.format(seed=seed)
+        result = json.loads((run / GEX / "relabel-soft.json").read_text())
+        assert 0 < result["num_flagged"] < 1437
+        assert 0 <= result["precision"] <= 1 and 0 <= result["recall"] <= 1
+        # fixed labels are flagged noisy samples, broken ones flagged clean samples
+        assert result["fixed"] <= result["precision"] * result["num_flagged"] + 1e-9
+        assert result["broken"] <= result["num_flagged"] - result["fixed"]
+        pruned = json.loads((run / GEX / "prune-lowest-f0.25.json").read_text())
+        assert pruned["num_pruned"] == 359  # floor(0.25 * 1437)
+        baseline = json.loads((run / "relabel/oracle.json").read_text())
+        assert 0.5 < baseline["test_acc"] <= 1
+        for method in (GEX, RANDPROJ):
+            with np.load(run / method / "scores.npz") as scores:
+                assert scores["kernel"].shape == (1437, 20)
+                np.testing.assert_array_equal(scores["query_indices"], np.arange(20))
+            for figure in ("gallery.png", "examples.png"):
+                assert (run / method / figure).stat().st_size > 10_000
+    prune = pd.read_csv(workdir / SUMMARY / "prune.tsv", sep="\t")
+    assert set(prune.method) == {"gex", "randproj", "random"}
+    assert sorted(prune.fraction.unique()) == [0.0, 0.25, 0.5]
+    assert len(prune) == 3 * 2 * 3
+    agreement = pd.read_csv(workdir / SUMMARY / "rank_agreement.tsv", sep="\t")
+    matrix = agreement.set_index("method")
+    np.testing.assert_allclose(np.diag(matrix), 1.0)
+    np.testing.assert_allclose(matrix.to_numpy(), matrix.to_numpy().T)
+
+
+def test_report_holds_every_figure_with_its_caption(smoke):
+    workflow, workdir = smoke
+    result = snakemake(workflow, workdir, "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (workdir / "report.html").read_text()
+    for name in (
+        "learning_curve.png",
+        "histogram.png",
+        "curves.png",
+        "gallery.png",
+        "examples.png",
+        "detection.png",
+        "relabel.png",
+        "prune.png",
+        "rank_agreement.png",
+        "cost.tsv",
+    ):
+        assert name in html, name
+    for category in ("Flagged samples", "Train x test influence", "Pruning", "Relabel"):
+        assert category in html
+    assert "a good method shows mostly red here" in html  # a caption made it in
+
+
 def test_a_finished_run_has_nothing_to_do(smoke):
     workflow, workdir = smoke
     result = snakemake(workflow, workdir, "-n")
@@ -108,11 +200,8 @@ def test_changing_a_gex_knob_never_reruns_pretraining(smoke):
     )
     assert jobs == {
         "ensemble_chain": 4,
-        "influence": 2,
-        "detect": 2,
-        "summarize_detection": 1,
-        "cost_table": 1,
-        "all": 1,
+        **ONE_METHOD_DOWNSTREAM,
+        **AGGREGATES,
     }
 
 
@@ -126,30 +215,18 @@ def test_changing_the_noise_ratio_reruns_everything_downstream_of_labels(smoke):
         "labels": 2,
         "pretrain": 2,
         "ensemble_chain": 4,
-        "influence": 4,
-        "detect": 4,
-        "summarize_detection": 1,
-        "cost_table": 1,
-        "all": 1,
+        **EVERY_SCORE_DOWNSTREAM,
+        **AGGREGATES,
     }
 
 
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        ("ensemble.py", {"ensemble_chain": 4, "influence": 2, "detect": 2}),
-        ("influence/projection.py", {"influence": 2, "detect": 2}),
-        ("train.py", {"pretrain": 2, "ensemble_chain": 4, "influence": 4, "detect": 4}),
-        (
-            "plots.py",
-            {
-                "pretrain": 2,
-                "ensemble_chain": 4,
-                "influence": 4,
-                "detect": 4,
-                "summarize_detection": 1,
-            },
-        ),
+        ("ensemble.py", {"ensemble_chain": 4, **ONE_METHOD_DOWNSTREAM}),
+        ("influence/projection.py", ONE_METHOD_DOWNSTREAM),
+        ("train.py", {"pretrain": 2, "ensemble_chain": 4, **EVERY_SCORE_DOWNSTREAM}),
+        ("plots.py", {"pretrain": 2, "ensemble_chain": 4, **EVERY_SCORE_DOWNSTREAM}),
     ],
 )
 def test_editing_a_module_marks_exactly_its_stages_stale(smoke, module, expected):
@@ -162,7 +239,7 @@ def test_editing_a_module_marks_exactly_its_stages_stale(smoke, module, expected
     finally:
         source.write_text(original)
     # aggregation always follows its inputs
-    assert jobs == {**expected, "summarize_detection": 1, "cost_table": 1, "all": 1}
+    assert jobs == {**expected, **AGGREGATES}
 
 
 SMALL_HPARAMS = {

@@ -15,6 +15,7 @@ WORKFLOW_PARTS = (
     "schemas",
     "profiles",
     "envs",
+    "report",
 )
 
 

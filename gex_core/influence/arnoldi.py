@@ -16,9 +16,12 @@ eigenspace, estimated by an Arnoldi (Krylov) iteration.
 3. Scores, with k the number of eigenpairs KEPT and S[n, i] = g_n^T u_i:
    self_n = (1/k) sum_i S[n, i]^2 / lambda_i
    test_n = (1/k) sum_i t_i S[n, i] / lambda_i,  t_i = mean_j g'_j^T u_i
-   Both are means over i (the research code summed for the test score); so with every
-   eigenpair kept, self_n = (1/k) g_n^T H^{-1} g_n and test_n = (1/k) g_te^T H^{-1} g_n:
-   exact influence divided by k. Test influence is positive when helpful (scores.py).
+   kernel[n, j] = (1/k) sum_i (g'_j^T u_i) S[n, i] / lambda_i for the query test samples
+   j, from the same projections (its mean over every test sample is test_n).
+   All are means over i (the research code summed for the test score); so with every
+   eigenpair kept, self_n = (1/k) g_n^T H^{-1} g_n, test_n = (1/k) g_te^T H^{-1} g_n and
+   kernel[n, j] = (1/k) g'_j^T H^{-1} g_n: exact influence divided by k. Test influence
+   is positive when helpful (scores.py).
 
 Cost: `iterations` HVPs over num_batches * batch_size samples (about 4 forward passes
 each), O(iterations^2 P) host flops for Gram-Schmidt, then k gradient projections over
@@ -42,7 +45,7 @@ from gex_core.influence.hessian import (
     fixed_batch_operator,
     start_vector,
 )
-from gex_core.influence.projection import project_gradients
+from gex_core.influence.projection import project_gradients, projected_scores
 from gex_core.influence.scores import Scores
 
 Params = Any
@@ -140,17 +143,15 @@ def as_directions(vectors: np.ndarray, params: Params) -> Params:
 
 
 def scores_from_eigen(
-    train_proj: np.ndarray, test_proj: np.ndarray, values: np.ndarray
+    train_proj: np.ndarray,
+    test_proj: np.ndarray,
+    values: np.ndarray,
+    queries: np.ndarray | None = None,
 ) -> Scores:
     """train_proj (N, k) = g_n^T u_i, test_proj (N_te, k), values (k,) > 0 -> the
-    (1/k)-normalised self and test influence (N,)."""
-    train_proj = np.asarray(train_proj, np.float64)
-    mean_test = np.asarray(test_proj, np.float64).mean(axis=0)
-    k = values.shape[0]
-    return Scores(
-        self_influence=np.sum(train_proj**2 / values, axis=1) / k,
-        test_influence=train_proj @ (mean_test / values) / k,
-    )
+    (1/k)-normalised self and test influence (N,) and kernel (N, Q) of the query test
+    indices (None without queries)."""
+    return projected_scores(train_proj, test_proj, queries, curvature=values)
 
 
 def arnoldi_eigenpairs(
@@ -191,8 +192,10 @@ def arnoldi_scores(
     eval_batch_size: int,
     strategy: str = "vjp",
     tol: float = 1e-6,
+    queries: np.ndarray | None = None,
 ) -> tuple[Scores, Eigenpairs]:
-    """Arnoldi self and test influence (N,) and the eigenpairs they used."""
+    """Arnoldi self and test influence (N,), kernel (N, Q) of the query test indices
+    (None without queries), and the eigenpairs they used."""
     eig = arnoldi_eigenpairs(
         apply,
         params,
@@ -224,7 +227,7 @@ def arnoldi_scores(
         eval_batch_size,
         strategy,
     )
-    return scores_from_eigen(train_proj, test_proj, eig.values), eig
+    return scores_from_eigen(train_proj, test_proj, eig.values, queries), eig
 
 
 def compute(inputs, hp: dict) -> Scores:
@@ -251,6 +254,7 @@ def compute(inputs, hp: dict) -> Scores:
         top_k=int(hp["top_k"]),
         eval_batch_size=inputs.eval_batch_size,
         strategy=str(hp.get("strategy", "vjp")),
+        queries=inputs.query_indices,
     )
     print(
         f"arnoldi: kept {eig.values.shape[0]} eigenvalues "

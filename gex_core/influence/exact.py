@@ -3,8 +3,10 @@
 H = Hessian of the mean training loss over ALL N training samples at theta* (noisy
 labels, no augmentation, no weight decay) + damping * I, in float64;
 self_n = g_n^T H^{-1} g_n and test_n = g_te^T H^{-1} g_n with g_te the gradient of the
-mean test loss (positive = helpful, scores.py). Neither is divided by N: the first-order
-change of l_n when sample n is removed from a mean-loss objective is self_n / N.
+mean test loss (positive = helpful, scores.py), and for the query test samples j the
+kernel[n, j] = g_j^T H^{-1} g_n with explicit per-sample query gradients (its mean over
+every test sample is test_n). None is divided by N: the first-order change of l_n when
+sample n is removed from a mean-loss objective is self_n / N.
 
 Damping plays the role of weight decay. Pretraining minimises
 mean_n l_n + weight_decay * 0.5 * ||theta||^2, whose Hessian is exactly H_loss +
@@ -34,7 +36,7 @@ from gex_core.influence.hessian import (
     flat_per_sample_grads,
     mean_gradient,
 )
-from gex_core.influence.scores import Scores
+from gex_core.influence.scores import Scores, as_query_indices
 
 Params = Any
 DEFAULT_MAX_PARAMS = 5_000
@@ -55,10 +57,15 @@ def check_size(num_params: int, max_params: int) -> None:
 
 
 def inverse_scores(
-    grads: np.ndarray, test_grad: np.ndarray, hessian: np.ndarray, damping: float
+    grads: np.ndarray,
+    test_grad: np.ndarray,
+    hessian: np.ndarray,
+    damping: float,
+    query_grads: np.ndarray | None = None,
 ) -> Scores:
     """grads (N, P), test_grad (P,), hessian (P, P) -> self g^T (H + dI)^{-1} g and test
-    g_te^T (H + dI)^{-1} g_n, through the eigendecomposition (float64).
+    g_te^T (H + dI)^{-1} g_n, through the eigendecomposition (float64); with
+    query_grads (Q, P) also the kernel g_j^T (H + dI)^{-1} g_n (N, Q).
 
     Raises on a (numerically) singular matrix; warns, but keeps going, when it has
     negative eigenvalues (a non-convex point with too little damping), where the
@@ -82,9 +89,14 @@ def inverse_scores(
         )
     proj = np.asarray(grads, np.float64) @ vectors
     test_proj = np.asarray(test_grad, np.float64) @ vectors
+    scaled = proj / values
+    kernel = None
+    if query_grads is not None and len(query_grads):
+        kernel = scaled @ (np.asarray(query_grads, np.float64) @ vectors).T
     return Scores(
-        self_influence=np.sum(proj**2 / values, axis=1),
-        test_influence=proj @ (test_proj / values),
+        self_influence=np.sum(proj * scaled, axis=1),
+        test_influence=scaled @ test_proj,
+        kernel=kernel,
     )
 
 
@@ -99,13 +111,17 @@ def exact_scores(
     damping: float,
     max_params: int = DEFAULT_MAX_PARAMS,
     batch_size: int = 256,
+    queries: np.ndarray | None = None,
 ) -> Scores:
-    """Exact self and test influence (N,) of every training sample, computed in float64
+    """Exact self and test influence (N,) of every training sample, and the kernel
+    (N, Q) of the query test indices (None without queries), computed in float64
     whatever the dtype of params. batch_size: per-sample gradient batches (memory)."""
     num_params = int(ravel_pytree(params)[0].shape[0])
     check_size(num_params, max_params)
     if damping < 0:
         raise ValueError(f"exact: damping must be >= 0, got {damping}")
+    queries = as_query_indices(queries, x_test.shape[0])
+    query_grads = None
     with jax.enable_x64(True):
         params64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
         x_train = np.asarray(x_train, np.float64)
@@ -116,7 +132,11 @@ def exact_scores(
             ravel_pytree(mean_gradient(apply, params64, x_test, y_test, batch_size))[0],
             np.float64,
         )
-    return inverse_scores(grads, test_grad, hessian, damping)
+        if queries.size:
+            query_grads = flat_per_sample_grads(
+                apply, params64, x_test[queries], y_test[queries], batch_size
+            )
+    return inverse_scores(grads, test_grad, hessian, damping, query_grads)
 
 
 def compute(inputs, hp: dict) -> Scores:
@@ -140,4 +160,5 @@ def compute(inputs, hp: dict) -> Scores:
         damping=damping,
         max_params=max_params,
         batch_size=inputs.eval_batch_size,
+        queries=inputs.query_indices,
     )

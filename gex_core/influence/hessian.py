@@ -261,6 +261,19 @@ def flat_per_sample_grads(
     return np.concatenate(out)[:num]
 
 
+def per_sample_gradient_tree(
+    apply: Callable, params: Params, x: np.ndarray, y: np.ndarray, batch_size: int
+) -> Params:
+    """g_n for every sample of (x, y) as a pytree like params with a leading axis N, on
+    the device (N * P floats: for a few samples, such as a kernel's queries)."""
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    x = np.asarray(x, _float_dtype(x, dtype))
+    num = x.shape[0]
+    fn = per_sample_grads(apply)
+    parts = [fn(params, x[i], y[i]) for i in padded_batches(num, min(batch_size, num))]
+    return jax.tree.map(lambda *a: jnp.concatenate(a)[:num], *parts)
+
+
 def mean_gradient(
     apply: Callable, params: Params, x: np.ndarray, y: np.ndarray, batch_size: int
 ) -> Params:

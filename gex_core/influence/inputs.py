@@ -36,7 +36,10 @@ class MethodInputs:
         eval_batch_size: int,
         recipe: Mapping[str, Any],
         chain_paths: tuple[str, ...] = (),
+        queries: int = 0,
     ):
+        if int(queries) < 0:
+            raise ValueError(f"queries must be >= 0, got {queries}")
         self.data_path = data_path
         self.labels_path = labels_path
         self.pretrain_dir = pretrain_dir
@@ -45,6 +48,7 @@ class MethodInputs:
         self.eval_batch_size = eval_batch_size
         self.recipe = dict(recipe)
         self.chain_paths = tuple(chain_paths)
+        self.queries = int(queries)
 
     def key(self, stream: str, *ids: int):
         """A JAX key of this run's seed for one of `gex_core.seeds.STREAMS`."""
@@ -62,6 +66,14 @@ class MethodInputs:
     def data(self) -> Dataset:
         """The split with the noisy training labels in y_train."""
         return read_noisy_dataset(self.data_path, self.labels_path)
+
+    @cached_property
+    def query_indices(self) -> np.ndarray:
+        """The kernel's query set: test indices arange(min(Q, N_te)), int64 (possibly
+        empty; the data are not read when Q = 0)."""
+        if self.queries == 0:
+            return np.zeros(0, np.int64)
+        return np.arange(min(self.queries, self.data.y_test.shape[0]), dtype=np.int64)
 
     @cached_property
     def model(self):

@@ -14,7 +14,8 @@ deviation loss_lin - loss(theta*) is computed directly as
 precision in float32 however small delta is; loss(theta*) comes from the same forward pass
 (the stored pretrained losses of another pass would differ by float rounding, which can
 be as large as the deviations themselves). The score is then `gex_scores` (same tau
-clamp, same sign conventions).
+clamp, same sign conventions), kernel included: the linearised member losses of the
+query test samples are already there (the test pass covers every test sample).
 
 For small Sigma, E[(loss_lin - loss*)^2] ~= g_n^T Sigma g_n (tests/test_kfac.py checks
 it), so the self-influence is an influence score with the Laplace covariance as the
@@ -114,11 +115,13 @@ def la_kfac_scores(
     sigma: float,
     tau: float,
     eval_batch_size: int,
+    queries: np.ndarray | None = None,
 ) -> Scores:
     """K-FAC Laplace + linearised GEX scores.
 
     fisher_batches: (K, B) indices into x_train for the Fisher; key: split into the
-    Fisher's label key and the posterior key. Returns self- and test-influence (N,).
+    Fisher's label key and the posterior key. Returns self- and test-influence (N,)
+    and the kernel (N, Q) of the query test indices (None without queries).
     """
     fisher_key, posterior_key = jax.random.split(key)
     factors = kfac_factors(apply, params, x_train, fisher_batches, fisher_key)
@@ -133,7 +136,7 @@ def la_kfac_scores(
     test, member_test = linearised_losses(
         apply, params, deltas, x_test, y_test, eval_batch_size
     )
-    return gex_scores(member_train, train, member_test, test, tau)
+    return gex_scores(member_train, train, member_test, test, tau, queries)
 
 
 def compute(inputs, hp: dict) -> Scores:
@@ -169,4 +172,5 @@ def compute(inputs, hp: dict) -> Scores:
         sigma=float(hp["sigma"]),
         tau=float(hp["tau"]),
         eval_batch_size=inputs.eval_batch_size,
+        queries=inputs.query_indices,
     )

@@ -30,6 +30,10 @@ scale below (rho + damping)/2 raises (certain divergence); below rho + damping i
 
 Scores: self_n = g_n^T IHVP(g_n), test_n = g_te^T IHVP(g_n) = IHVP(g_te)^T g_n (H is
 symmetric: one extra IHVP), not divided by N, like exact. Positive test = helpful.
+Kernel (queries j): kernel[n, j] = IHVP(g_j)^T g_n, one IHVP per query gradient, run
+with the mean test gradient through the same block recursion as the training samples
+(ceil((1 + Q) / block_size) extra blocks against the N / block_size of the self
+scores); the recursion is linear, so the kernel's mean over every test sample is test_n.
 
 Cost: N * iterations * num_batches * batch_size sample-HVPs (about 4 forward passes
 each), done for `block_size` training samples at a time (vmap over their gradients).
@@ -54,9 +58,10 @@ from gex_core.influence.hessian import (
     fixed_batch_hvp,
     fixed_batch_operator,
     mean_gradient,
+    per_sample_gradient_tree,
     power_iteration,
 )
-from gex_core.influence.scores import Scores
+from gex_core.influence.scores import Scores, as_query_indices
 from gex_core.losses import per_sample_grads
 
 Params = Any
@@ -74,6 +79,21 @@ def _pairwise_dot(a: Params, b: Params) -> jax.Array:
     """Per-row inner products of two pytrees with leading axis S -> (S,)."""
     leaves = jax.tree.map(
         lambda x, y: jnp.sum((x * y).reshape(x.shape[0], -1), axis=1), a, b
+    )
+    return sum(jax.tree_util.tree_leaves(leaves))
+
+
+@jax.jit
+def _cross_dot(a: Params, b: Params) -> jax.Array:
+    """All inner products of the rows of pytrees with leading axes S and R -> (S, R)."""
+    leaves = jax.tree.map(
+        lambda x, y: jnp.matmul(
+            x.reshape(x.shape[0], -1),
+            y.reshape(y.shape[0], -1).T,
+            precision=jax.lax.Precision.HIGHEST,
+        ),
+        a,
+        b,
     )
     return sum(jax.tree_util.tree_leaves(leaves))
 
@@ -144,9 +164,11 @@ def lissa_scores(
     block_size: int,
     eval_batch_size: int,
     power_iterations: int = 20,
+    queries: np.ndarray | None = None,
 ) -> tuple[Scores, float]:
-    """LiSSA self and test influence (N,) and the scale used. batches: (num_batches, B)
-    indices of the fixed batch set; key: the power iteration's start vector."""
+    """LiSSA self and test influence (N,), kernel (N, Q) of the query test indices
+    (None without queries), and the scale used. batches: (num_batches, B) indices of
+    the fixed batch set; key: the power iteration's start vector."""
     if iterations < 1 or damping < 0:
         raise ValueError(
             f"lissa needs iterations >= 1 and damping >= 0, got {iterations}, {damping}"
@@ -171,22 +193,36 @@ def lissa_scores(
 
     num = x_train.shape[0]
     size = min(block_size, num)
-    test_grad = mean_gradient(apply, params, x_test, y_test, eval_batch_size)
-    test_ihvp = ihvp(jax.tree.map(lambda a: a[None], test_grad))
-    # H is symmetric: g_te^T H^-1 g_n = (H^-1 g_te)^T g_n, one IHVP for all n
-    test_rows = jax.tree.map(
-        lambda t: jnp.broadcast_to(t, (size, *t.shape[1:])), test_ihvp
+    queries = as_query_indices(queries, x_test.shape[0])
+    # right-hand sides of the test side: the mean test gradient, then each query's
+    rhs = jax.tree.map(
+        lambda a: a[None], mean_gradient(apply, params, x_test, y_test, eval_batch_size)
     )
+    if queries.size:
+        query_grads = per_sample_gradient_tree(
+            apply, params, x_test[queries], y_test[queries], size
+        )
+        rhs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), rhs, query_grads)
+    # H is symmetric: g_te^T H^-1 g_n = (H^-1 g_te)^T g_n, one IHVP per right-hand
+    # side for all n; blocks of at most `size` rows (the cost is per row)
+    num_rhs = 1 + queries.size
+    parts = [
+        ihvp(jax.tree.map(lambda a, i=idx: a[i], rhs))
+        for idx in padded_batches(num_rhs, min(size, num_rhs))
+    ]
+    test_ihvps = jax.tree.map(lambda *a: jnp.concatenate(a)[:num_rhs], *parts)
 
     grads_fn = per_sample_grads(apply)
     self_parts, test_parts = [], []
     for idx in padded_batches(num, size):
         grads = grads_fn(params, x_train[idx], y_train[idx])
         self_parts.append(np.asarray(_pairwise_dot(grads, ihvp(grads)), np.float64))
-        test_parts.append(np.asarray(_pairwise_dot(grads, test_rows), np.float64))
+        test_parts.append(np.asarray(_cross_dot(grads, test_ihvps), np.float64))
+    test = np.concatenate(test_parts)[:num]
     scores = Scores(
         self_influence=np.concatenate(self_parts)[:num],
-        test_influence=np.concatenate(test_parts)[:num],
+        test_influence=test[:, 0],
+        kernel=test[:, 1:] if queries.size else None,
     )
     return scores, scale
 
@@ -220,6 +256,7 @@ def compute(inputs, hp: dict) -> Scores:
         iterations=int(hp["iterations"]),
         block_size=int(hp.get("block_size", 32)),
         eval_batch_size=inputs.eval_batch_size,
+        queries=inputs.query_indices,
     )
     print(
         f"lissa: scale {used:.4g}, damping {damping:g}, {hp['iterations']} iterations"

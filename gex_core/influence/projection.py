@@ -17,6 +17,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from gex_core.batching import batched_map
+from gex_core.influence.scores import Scores, as_query_indices
 from gex_core.losses import per_sample_grads, per_sample_loss
 
 Params = Any
@@ -84,4 +85,32 @@ def project_gradients(
     project = make_projector(apply, strategy)
     return batched_map(
         lambda xb, yb: project(params, directions, xb, yb), (x, y), batch_size
+    )
+
+
+def projected_scores(
+    train_proj: np.ndarray,
+    test_proj: np.ndarray,
+    queries: np.ndarray | None = None,
+    curvature: np.ndarray | None = None,
+) -> Scores:
+    """Influence from projected gradients, shared by randproj, tracinrp and arnoldi.
+
+    train_proj (N, k) = g_n^T v_i, test_proj (N_te, k) = g'_j^T v_i, curvature (k,) > 0
+    (arnoldi's eigenvalues lambda_i; None = ones) -> with s_n = S_n / lambda (per i):
+      self_n      = (1/k) sum_i S[n, i]^2 / lambda_i
+      test_n      = (1/k) sum_i S[n, i] tbar_i / lambda_i,  tbar = mean_j S'[j]
+      kernel[n, q] = (1/k) sum_i S[n, i] S'[queries[q], i] / lambda_i
+    all means over the k directions, so the kernel's mean over every test sample is
+    test_n. queries: test indices (None or empty = no kernel).
+    """
+    train_proj = np.asarray(train_proj, np.float64)
+    test_proj = np.asarray(test_proj, np.float64)
+    num = train_proj.shape[1]
+    scaled = train_proj if curvature is None else train_proj / curvature
+    queries = as_query_indices(queries, test_proj.shape[0])
+    return Scores(
+        self_influence=np.sum(train_proj * scaled, axis=1) / num,
+        test_influence=scaled @ test_proj.mean(axis=0) / num,
+        kernel=scaled @ test_proj[queries].T / num if queries.size else None,
     )

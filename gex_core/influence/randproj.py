@@ -3,6 +3,9 @@
 self_n = (1/d) sum_k (g_n^T v_k)^2, an unbiased estimate of ||g_n||^2 since E[v v^T] = I.
 test_n = (1/d) sum_k t_k (g_n^T v_k) with t_k = mean_j g'_j^T v_k, an unbiased estimate of
 g_te^T g_n (a mean over k for both, unlike the research code's sum for the test score).
+kernel[n, j] = (1/d) sum_k (g'_j^T v_k)(g_n^T v_k) for the query test samples j, an
+unbiased estimate of g'_j^T g_n (relative error about sqrt(2/d) when g'_j ~ g_n): the same
+projections, so its mean over every test sample is test_n exactly.
 """
 
 from __future__ import annotations
@@ -12,21 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from gex_core.influence.projection import project_gradients, random_directions
+from gex_core.influence.projection import (
+    project_gradients,
+    projected_scores,
+    random_directions,
+)
 from gex_core.influence.scores import Scores
 
 Params = Any
 
 
-def scores_from_projections(train_proj: np.ndarray, test_proj: np.ndarray) -> Scores:
-    """train_proj: (N, d), test_proj: (N_te, d) -> self and test influence (N,)."""
-    train_proj = np.asarray(train_proj, np.float64)
-    mean_test = np.asarray(test_proj, np.float64).mean(axis=0)
-    num = train_proj.shape[1]
-    return Scores(
-        self_influence=np.sum(train_proj**2, axis=1) / num,
-        test_influence=train_proj @ mean_test / num,
-    )
+def scores_from_projections(
+    train_proj: np.ndarray, test_proj: np.ndarray, queries: np.ndarray | None = None
+) -> Scores:
+    """train_proj: (N, d), test_proj: (N_te, d) -> self and test influence (N,), and the
+    kernel (N, Q) of the query test indices (None without queries)."""
+    return projected_scores(train_proj, test_proj, queries)
 
 
 def randproj_scores(
@@ -41,8 +45,10 @@ def randproj_scores(
     dim: int,
     batch_size: int,
     strategy: str,
+    queries: np.ndarray | None = None,
 ) -> Scores:
-    """Project train and test gradients at `params` on `dim` directions drawn from key."""
+    """Project train and test gradients at `params` on `dim` directions drawn from key;
+    queries: test indices of the kernel's columns (None: no kernel)."""
     directions = random_directions(key, params, dim)
     train_proj = project_gradients(
         apply, params, directions, x_train, y_train, batch_size, strategy
@@ -50,7 +56,7 @@ def randproj_scores(
     test_proj = project_gradients(
         apply, params, directions, x_test, y_test, batch_size, strategy
     )
-    return scores_from_projections(train_proj, test_proj)
+    return scores_from_projections(train_proj, test_proj, queries)
 
 
 def compute(inputs, hp: dict) -> Scores:
@@ -69,4 +75,5 @@ def compute(inputs, hp: dict) -> Scores:
         dim=int(hp["dim"]),
         batch_size=inputs.eval_batch_size,
         strategy=str(hp["strategy"]),
+        queries=inputs.query_indices,
     )

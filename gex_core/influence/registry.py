@@ -21,6 +21,9 @@ class MethodSpec:
         path because they change how, not what, is computed.
     compute: "module:function" with signature (inputs: MethodInputs, hp: dict) -> Scores.
     cost: asymptotic cost, for the README's method table.
+    kernel: whether compute returns the train x test influence kernel (N, Q) of the
+        query set (MethodInputs.query_indices) when Q > 0 (None otherwise, and always
+        None when false).
     """
 
     name: str
@@ -30,6 +33,7 @@ class MethodSpec:
     hparams: dict[str, str] = field(default_factory=dict)
     unpathed: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
+    kernel: bool = False
 
     @property
     def module(self) -> str:
@@ -45,6 +49,7 @@ METHODS: dict[str, MethodSpec] = {
     for spec in [
         MethodSpec(
             name="gex",
+            kernel=True,
             compute="gex_core.influence.gex:compute",
             summary="Geometric-ensemble loss deviations, mean_m Delta^2 (the paper)",
             cost="K*S*ft_steps SGD steps + M forward passes over N",
@@ -53,6 +58,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="la_kfac",
+            kernel=True,
             compute="gex_core.influence.la_kfac:compute",
             summary="K-FAC Laplace posterior samples, linearised losses, GEX score",
             cost="B_F Fisher batches (forward+backward) + eigh of each layer's factors "
@@ -68,6 +74,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="randproj",
+            kernel=True,
             compute="gex_core.influence.randproj:compute",
             summary="Identity-Hessian influence, d Gaussian gradient projections",
             cost="d gradient projections over N (one backward pass per sample)",
@@ -76,6 +83,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="tracin",
+            kernel=True,
             compute="gex_core.influence.tracin:compute",
             summary="Exact TracIn-CP: per-sample gradient norms over the trajectory",
             cost="T*(N+N_te) per-sample gradients",
@@ -83,6 +91,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="tracinrp",
+            kernel=True,
             compute="gex_core.influence.tracinrp:compute",
             summary="TracIn-CP with d random projections shared by the T checkpoints",
             cost="T*d gradient projections over N+N_te",
@@ -91,6 +100,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="arnoldi",
+            kernel=True,
             compute="gex_core.influence.arnoldi:compute",
             summary="Inverse Hessian on its top-k eigenspace (Arnoldi, fixed batch set)",
             cost="I HVPs over the batch set + k gradient projections over N + N_te; "
@@ -105,6 +115,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="exact",
+            kernel=True,
             compute="gex_core.influence.exact:compute",
             summary="Explicit damped inverse Hessian (ground truth; small models only)",
             cost="O(N P^2) Hessian + O(P^3) eigendecomposition; refused above max_params",
@@ -113,6 +124,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="lissa",
+            kernel=True,
             compute="gex_core.influence.lissa:compute",
             summary="LiSSA: truncated Neumann-series inverse-HVPs on a fixed batch set",
             cost="N*iterations HVPs over the batch set (+20 power-iteration HVPs)",

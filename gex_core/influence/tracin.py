@@ -10,8 +10,13 @@ eta_t / mean(eta), so the score is TracIn's sum_t eta_t g^T g' up to one constan
 the learning rate at the end of checkpoint t's epoch (`MethodInputs.trajectory_lrs`); with
 a cosine schedule the final checkpoint's eta is 0, so LR weights drop it.
 
+Kernel (queries j): kernel[n, j] = mean_t w_t g_j(theta_t)^T g_n(theta_t), g_j the
+gradient of query test sample j's loss; its mean over every test sample is test_n. The
+Q query gradients of a checkpoint are computed once and dotted with each training
+gradient in the same pass as the mean test gradient (Q * P more floats held).
+
 Memory: per-sample gradients exist one batch at a time (B x P); only the (N,) squared
-norms and inner products are kept, never an N x P matrix.
+norms and the (N, 1 + Q) inner products are kept, never an N x P matrix.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gex_core.batching import batched_map
-from gex_core.influence.hessian import mean_gradient
-from gex_core.influence.scores import Scores
+from gex_core.influence.hessian import mean_gradient, per_sample_gradient_tree
+from gex_core.influence.scores import Scores, as_query_indices
 from gex_core.losses import per_sample_grads
 
 Params = Any
@@ -60,25 +65,49 @@ def trajectory_weights(inputs, lr_weights: bool) -> np.ndarray:
 
 
 def weighted_checkpoint_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """values: (T, N), weights: (T,) -> mean_t w_t values[t] (N,)."""
+    """values: (T, ...) (scores (T, N) or kernels (T, N, Q)), weights: (T,) ->
+    mean_t w_t values[t] (...)."""
     values = np.asarray(values, np.float64)
-    return np.mean(np.asarray(weights, np.float64)[:, None] * values, axis=0)
+    weights = np.asarray(weights, np.float64).reshape((-1,) + (1,) * (values.ndim - 1))
+    return np.mean(weights * values, axis=0)
+
+
+def combine_checkpoints(per_ckpt: Sequence[Scores], weights: np.ndarray) -> Scores:
+    """Per-checkpoint scores (T of them) -> their weighted mean, field by field (self,
+    test and kernel alike; a field absent at the checkpoints stays None)."""
+    if len(per_ckpt) != len(weights):
+        raise ValueError(f"{len(per_ckpt)} checkpoints but {len(weights)} weights")
+    return Scores(
+        *(
+            None
+            if getattr(per_ckpt[0], field) is None
+            else weighted_checkpoint_mean(
+                [getattr(s, field) for s in per_ckpt], weights
+            )
+            for field in Scores._fields
+        )
+    )
 
 
 @functools.cache
 def _make_grad_stats(apply: Callable) -> Callable:
-    """Jitted fn(params, direction, x (B, ...), y (B,)) -> (||g_b||^2 (B,), g_b^T direction
-    (B,)), summed leaf by leaf so no flattened B x P copy is made."""
+    """Jitted fn(params, directions (D, ...), x (B, ...), y (B,)) -> (||g_b||^2 (B,),
+    g_b^T directions (B, D)), leaf by leaf so no flattened B x P copy is made."""
 
     @jax.jit
-    def grad_stats(params, direction, x, y):
+    def grad_stats(params, directions, x, y):
         grads = per_sample_grads(apply)(params, x, y)
         g_leaves = jax.tree_util.tree_leaves(grads)
-        d_leaves = jax.tree_util.tree_leaves(direction)
-        batch = x.shape[0]
+        d_leaves = jax.tree_util.tree_leaves(directions)
+        batch, num = x.shape[0], d_leaves[0].shape[0]
         sq = sum(jnp.sum(jnp.square(g).reshape(batch, -1), axis=1) for g in g_leaves)
+        # full float32 products (no TF32/bf16 passes on accelerators)
         dot = sum(
-            jnp.sum((g * d[None]).reshape(batch, -1), axis=1)
+            jnp.matmul(
+                g.reshape(batch, -1),
+                d.reshape(num, -1).T,
+                precision=jax.lax.Precision.HIGHEST,
+            )
             for g, d in zip(g_leaves, d_leaves, strict=True)
         )
         return sq, dot
@@ -94,13 +123,27 @@ def checkpoint_scores(
     x_test: np.ndarray,
     y_test: np.ndarray,
     batch_size: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """At one checkpoint: ||g_n||^2 (N,) and gbar_te^T g_n (N,)."""
-    test_grad = mean_gradient(apply, params, x_test, y_test, batch_size)
-    stats = _make_grad_stats(apply)
-    return batched_map(
-        lambda xb, yb: stats(params, test_grad, xb, yb), (x_train, y_train), batch_size
+    queries: np.ndarray | None = None,
+) -> Scores:
+    """At one checkpoint: ||g_n||^2 (N,), gbar_te^T g_n (N,) and g_j^T g_n (N, Q) for
+    the query test indices (None without queries)."""
+    queries = as_query_indices(queries, x_test.shape[0])
+    directions = jax.tree.map(
+        lambda a: a[None], mean_gradient(apply, params, x_test, y_test, batch_size)
     )
+    if queries.size:
+        query_grads = per_sample_gradient_tree(
+            apply, params, x_test[queries], y_test[queries], batch_size
+        )
+        directions = jax.tree.map(
+            lambda a, b: jnp.concatenate([a, b]), directions, query_grads
+        )
+    stats = _make_grad_stats(apply)
+    sq, dots = batched_map(
+        lambda xb, yb: stats(params, directions, xb, yb), (x_train, y_train), batch_size
+    )
+    dots = np.asarray(dots, np.float64)
+    return Scores(sq, dots[:, 0], dots[:, 1:] if queries.size else None)
 
 
 def tracin_scores(
@@ -112,18 +155,19 @@ def tracin_scores(
     x_test: np.ndarray,
     y_test: np.ndarray,
     batch_size: int,
+    queries: np.ndarray | None = None,
 ) -> Scores:
-    """Exact TracIn over T checkpoints with weights (T,) -> self and test influence (N,)."""
+    """Exact TracIn over T checkpoints with weights (T,) -> self and test influence (N,),
+    and the kernel (N, Q) of the query test indices (None without queries)."""
     if len(checkpoints) != len(weights):
         raise ValueError(f"{len(checkpoints)} checkpoints but {len(weights)} weights")
     per_ckpt = [
-        checkpoint_scores(apply, p, x_train, y_train, x_test, y_test, batch_size)
+        checkpoint_scores(
+            apply, p, x_train, y_train, x_test, y_test, batch_size, queries
+        )
         for p in checkpoints
     ]
-    return Scores(
-        self_influence=weighted_checkpoint_mean([s for s, _ in per_ckpt], weights),
-        test_influence=weighted_checkpoint_mean([t for _, t in per_ckpt], weights),
-    )
+    return combine_checkpoints(per_ckpt, weights)
 
 
 def compute(inputs, hp: dict) -> Scores:
@@ -139,4 +183,5 @@ def compute(inputs, hp: dict) -> Scores:
         data.x_test,
         data.y_test,
         gradient_batch_size(inputs.eval_batch_size),
+        queries=inputs.query_indices,
     )

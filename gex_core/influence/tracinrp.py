@@ -4,9 +4,11 @@ One set of d directions v_k ~ N(0, I) (stream "tracinrp") is shared by all T che
 as in the research code (spec 8.5); per checkpoint the RandProj self and test scores
 (`randproj.scores_from_projections`, both means over k) are computed, then averaged with
 the checkpoint weights of `tracin.py` (ones, or eta_t / mean(eta) with LR weights; the
-research code had none). Unbiased for exact TracIn; the relative error of the self score
-is about sqrt(2/d). Gradients are projected in batches of at most
-`tracin.GRAD_BATCH_SIZE` (per-sample gradients hold B x P floats).
+research code had none). The kernel of the query test samples is averaged the same way
+from each checkpoint's projected kernel, so its mean over every test sample is the test
+score. Unbiased for exact TracIn; the relative error of the self score is about
+sqrt(2/d). Gradients are projected in batches of at most `tracin.GRAD_BATCH_SIZE`
+(per-sample gradients hold B x P floats).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from gex_core.influence.projection import project_gradients, random_directions
 from gex_core.influence.randproj import scores_from_projections
 from gex_core.influence.scores import Scores
 from gex_core.influence.tracin import (
+    combine_checkpoints,
     gradient_batch_size,
     trajectory_weights,
-    weighted_checkpoint_mean,
 )
 
 Params = Any
@@ -41,9 +43,11 @@ def tracinrp_from_directions(
     directions: Params,
     batch_size: int,
     strategy: str,
+    queries: np.ndarray | None = None,
 ) -> Scores:
     """T checkpoints, weights (T,), directions (leaves with a leading (d,)) -> self and
-    test influence (N,), every checkpoint projected on the same directions."""
+    test influence (N,) and the kernel (N, Q) of the query test indices (None without
+    queries), every checkpoint projected on the same directions."""
     if len(checkpoints) != len(weights):
         raise ValueError(f"{len(checkpoints)} checkpoints but {len(weights)} weights")
     per_ckpt = []
@@ -54,15 +58,8 @@ def tracinrp_from_directions(
         test_proj = project_gradients(
             apply, params, directions, x_test, y_test, batch_size, strategy
         )
-        per_ckpt.append(scores_from_projections(train_proj, test_proj))
-    return Scores(
-        self_influence=weighted_checkpoint_mean(
-            [s.self_influence for s in per_ckpt], weights
-        ),
-        test_influence=weighted_checkpoint_mean(
-            [s.test_influence for s in per_ckpt], weights
-        ),
-    )
+        per_ckpt.append(scores_from_projections(train_proj, test_proj, queries))
+    return combine_checkpoints(per_ckpt, weights)
 
 
 def tracinrp_scores(
@@ -78,6 +75,7 @@ def tracinrp_scores(
     dim: int,
     batch_size: int,
     strategy: str,
+    queries: np.ndarray | None = None,
 ) -> Scores:
     """`tracinrp_from_directions` with `dim` directions drawn once from `key`."""
     # The directions depend only on parameter shapes, shared by every checkpoint.
@@ -93,6 +91,7 @@ def tracinrp_scores(
         directions=directions,
         batch_size=batch_size,
         strategy=strategy,
+        queries=queries,
     )
 
 
@@ -112,4 +111,5 @@ def compute(inputs, hp: dict) -> Scores:
         dim=int(hp.get("dim", 20)),
         batch_size=gradient_batch_size(inputs.eval_batch_size),
         strategy=str(hp.get("strategy", "vjp")),
+        queries=inputs.query_indices,
     )

@@ -1,0 +1,82 @@
+"""Per-method figures a user looks at: what the method flags, and which training images
+drive a test prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gex_core.data import read_dataset
+from gex_core.influence.scores import load_query_indices, load_scores
+from gex_core.io import read_npz, save_figure
+from gex_core.plots import influence_examples, score_gallery
+
+
+def top_indices(values: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the `count` largest values, largest first (ties: smaller index)."""
+    order = np.lexsort((np.arange(values.shape[0]), -values))
+    return order[: min(count, values.shape[0])]
+
+
+def run_gallery(
+    *,
+    data_path: str,
+    labels_path: str,
+    scores_path: str,
+    count: int,
+    title: str,
+    output: str,
+) -> None:
+    """The `count` top-scored training images with their given and true labels."""
+    data = read_dataset(data_path)
+    labels = read_npz(labels_path, ("noisy", "clean"))
+    scores = load_scores(scores_path).self_influence
+    top = top_indices(scores, count)
+    figure = score_gallery(
+        data.x_train[top],
+        labels["noisy"][top],
+        labels["clean"][top],
+        scores[top],
+        title,
+    )
+    save_figure(output, figure)
+
+
+def run_examples(
+    *,
+    data_path: str,
+    labels_path: str,
+    scores_path: str,
+    queries: int,
+    per_side: int,
+    title: str,
+    output: str,
+) -> None:
+    """For the first `queries` test samples of the kernel's query set: the `per_side`
+    most helpful (largest kernel value) and most harmful (smallest) training images."""
+    data = read_dataset(data_path)
+    labels = read_npz(labels_path, ("noisy", "clean"))
+    kernel = load_scores(scores_path).kernel
+    if kernel is None:
+        raise ValueError(f"{scores_path} holds no train x test kernel")
+    query_idx = load_query_indices(scores_path)
+    shown = np.arange(min(queries, kernel.shape[1]))
+    helpful = np.stack([top_indices(kernel[:, j], per_side) for j in shown])
+    harmful = np.stack([top_indices(-kernel[:, j], per_side) for j in shown])
+    value = np.take_along_axis(kernel[:, shown].T, helpful, axis=1)
+    harm_value = np.take_along_axis(kernel[:, shown].T, harmful, axis=1)
+    tests = query_idx[shown]
+    figure = influence_examples(
+        data.x_test[tests],
+        data.y_test[tests],
+        data.y_test[tests],
+        data.x_train[helpful],
+        labels["noisy"][helpful],
+        labels["clean"][helpful],
+        value,
+        data.x_train[harmful],
+        labels["noisy"][harmful],
+        labels["clean"][harmful],
+        harm_value,
+        title,
+    )
+    save_figure(output, figure)

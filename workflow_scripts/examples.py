@@ -1,0 +1,18 @@
+"""Most helpful and most harmful training images for a few test queries."""
+
+from gex_core.jobenv import start_job
+
+start_job(snakemake.log[0])
+
+from gex_core.stages.figures import run_examples  # noqa: E402
+
+run_examples(
+    data_path=snakemake.input.data,
+    labels_path=snakemake.input.labels,
+    scores_path=snakemake.input.scores,
+    queries=snakemake.params.queries,
+    per_side=snakemake.params.per_side,
+    title=f"{snakemake.wildcards.method}, seed {snakemake.wildcards.seed}: "
+    "train x test influence",
+    output=snakemake.output.figure,
+)

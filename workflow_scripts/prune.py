@@ -1,0 +1,18 @@
+"""Prune a fraction of the training set by a method's self-influence, retrain."""
+
+from gex_core.jobenv import run_inputs, start_job
+
+start_job(snakemake.log[0])
+
+from gex_core.stages.experiments import run_prune  # noqa: E402
+
+print(
+    run_prune(
+        inputs=run_inputs(snakemake),
+        method=snakemake.wildcards.method,
+        scores_path=snakemake.input.scores,
+        fraction=float(snakemake.wildcards.fraction),
+        order=snakemake.wildcards.order,
+        outputs=dict(snakemake.output.items()),
+    )
+)

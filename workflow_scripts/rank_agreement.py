@@ -1,0 +1,18 @@
+"""Spearman agreement of the methods' self-influence rankings, averaged over seeds."""
+
+from gex_core.jobenv import start_job
+
+start_job(snakemake.log[0])
+
+from gex_core.stages.summaries import run_rank_agreement  # noqa: E402
+
+print(
+    run_rank_agreement(
+        score_files=list(snakemake.input.scores),
+        methods=list(snakemake.params.methods),
+        seeds=list(snakemake.params.seeds),
+        title=f"{snakemake.wildcards.dataset}: agreement of self-influence rankings",
+        table=snakemake.output.table,
+        plot=snakemake.output.plot,
+    ).to_string()
+)
