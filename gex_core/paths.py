@@ -187,6 +187,17 @@ def relabel_files(config: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def relabel_baseline_files(config: Mapping[str, Any]) -> list[str]:
+    """Both baselines per seed, when the relabel experiment is on."""
+    if not config["relabel"]["methods"]:
+        return []
+    return [
+        relabel_baseline_file(config, setting, seed)
+        for setting in RELABEL_BASELINES
+        for seed in config["seeds"]
+    ]
+
+
 def prune_files(config: Mapping[str, Any]) -> list[str]:
     return [
         prune_file(config, m, s, f)
@@ -213,10 +224,15 @@ def figure_files(config: Mapping[str, Any]) -> list[str]:
     return files
 
 
+def has_noise(config: Mapping[str, Any]) -> bool:
+    """False when the labels are clean by construction (symmetric or asymmetric noise of
+    ratio 0, e.g. the pruning presets): detection then has nothing to detect."""
+    noise = config["noise"]
+    return noise["kind"] == "human" or float(noise["ratio"]) > 0
+
+
 DETECTION_FILES = ("detection.json", "histogram.png", "curves.png")
 SUMMARY_FILES = (
-    "detection.tsv",
-    "detection.png",
     "cost.tsv",
     "rule_cost.tsv",
     "rank_agreement.tsv",
@@ -227,6 +243,8 @@ SUMMARY_FILES = (
 def summary_files(config: Mapping[str, Any]) -> list[str]:
     """The summary folder's tables and figures for the enabled experiments."""
     names = list(SUMMARY_FILES)
+    if has_noise(config):
+        names += ["detection.tsv", "detection.png"]
     if config["relabel"]["methods"]:
         names += ["relabel.tsv", "relabel.png"]
     if prune_methods(config):
@@ -238,7 +256,7 @@ def all_targets(config: Mapping[str, Any]) -> list[str]:
     """Every final artifact of the configured experiment (the `all` rule's input)."""
     seeds = config["seeds"]
     targets = [f"{pretrain_dir(config, s)}/learning_curve.png" for s in seeds]
-    for method in config["methods"]:
+    for method in config["methods"] if has_noise(config) else []:
         for seed in seeds:
             folder = influence_dir(config, method, seed)
             targets += [f"{folder}/{name}" for name in DETECTION_FILES]
@@ -246,7 +264,8 @@ def all_targets(config: Mapping[str, Any]) -> list[str]:
 
 
 def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
-    """{rule: {method, or "" for jobs every method shares: [benchmark file per job]}}."""
+    """{rule: {method, "" for jobs every method shares, or "baselines": [benchmark file
+    per job]}}; rules without jobs in this config have an empty dict."""
     seeds = config["seeds"]
     files: dict[str, dict[str, list[str]]] = {
         "dataset": {
@@ -262,17 +281,35 @@ def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]
         "ensemble_chain": {},
         "influence": {},
         "detect": {},
+        "relabel": {},
+        "relabel_baseline": {},
+        "prune": {},
     }
     for method in config["methods"]:
         folders = [influence_dir(config, method, s) for s in seeds]
         files["influence"][method] = [
             benchmark_file(f"{f}/scores.npz") for f in folders
         ]
-        files["detect"][method] = [
-            benchmark_file(f"{f}/detection.json") for f in folders
-        ]
+        if has_noise(config):
+            files["detect"][method] = [
+                benchmark_file(f"{f}/detection.json") for f in folders
+            ]
         if "ensemble" in get_method(method).needs:
             files["ensemble_chain"][method] = [
                 benchmark_file(path) for s in seeds for path in chain_files(config, s)
             ]
+    for method in config["relabel"]["methods"]:
+        files["relabel"][method] = [
+            benchmark_file(relabel_file(config, method, s)) for s in seeds
+        ]
+    if config["relabel"]["methods"]:
+        files["relabel_baseline"]["baselines"] = [
+            benchmark_file(path) for path in relabel_baseline_files(config)
+        ]
+    for method in prune_methods(config):
+        files["prune"][method] = [
+            benchmark_file(prune_file(config, method, s, f))
+            for s in seeds
+            for f in config["prune"]["fractions"]
+        ]
     return files

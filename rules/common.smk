@@ -140,6 +140,8 @@ def chain_files(wildcards):
 
 
 def detection_files(wildcards):
+    if not paths.has_noise(config):
+        return []
     return [
         f"{paths.influence_dir(config, method, seed)}/detection.json"
         for method in config["methods"]

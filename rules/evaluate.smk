@@ -64,8 +64,12 @@ rule summarize_detection:
 
 rule cost_table:
     input:
+        # every job whose benchmark the tables read has finished
         metrics=detection_files,
         timing=lambda wc: [f for files in TIMING.values() for f in files],
+        experiments=lambda wc: paths.relabel_files(config)
+        + paths.prune_files(config)
+        + paths.relabel_baseline_files(config),
     output:
         methods=report(
             "results/{dataset}/noise-{noise}/{model}/{train}/summary/cost.tsv",
@@ -95,11 +99,7 @@ rule cost_table:
 rule summarize_relabel:
     input:
         relabel=lambda wc: paths.relabel_files(config),
-        baselines=lambda wc: [
-            paths.relabel_baseline_file(config, setting, seed)
-            for setting in paths.RELABEL_BASELINES
-            for seed in config["seeds"]
-        ],
+        baselines=lambda wc: paths.relabel_baseline_files(config),
         histories=lambda wc: paths.history_files(config),
     output:
         table=report(

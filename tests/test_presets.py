@@ -11,7 +11,15 @@ from gex_core.config import validate_config
 from tests.formats import write_cifar10_binary, write_mnist
 from tests.workflow_util import ROOT, planned_jobs, snakemake
 
-PRESETS = ("mnist", "cifar10", "cifar100", "cifar10n", "cifar100n")
+PRESETS = (
+    "mnist",
+    "cifar10",
+    "cifar100",
+    "cifar10n",
+    "cifar100n",
+    "mnist_prune",
+    "cifar10_prune",
+)
 SCHEMA = ROOT / "schemas/config.schema.yaml"
 # Shrinks a preset to seconds of work while keeping every stage of its DAG.
 TINY = {
@@ -54,13 +62,32 @@ def test_presets_hold_the_research_recipe(name):
     assert config["influence"]["tracinrp"]["dim"] == 20
     assert config["influence"]["arnoldi"]["iterations"] == 50
     assert config["influence"]["arnoldi"]["top_k"] == 20
-    expected_model = "vgg" if name == "mnist" else "resnet18"
-    assert config["model"] == expected_model
-    assert pre["augment"] == ("crop" if name == "mnist" else "crop_flip")
+    mnist = name.startswith("mnist")
+    assert config["model"] == ("vgg" if mnist else "resnet18")
+    assert pre["augment"] == ("crop" if mnist else "crop_flip")
+    if name.endswith("_prune"):  # the pruning grids: clean labels, no relabeling
+        assert config["noise"]["ratio"] == 0.0 and config["relabel"]["methods"] == []
+        assert config["prune"]["order"] == "lowest"
+    else:  # the noisy grids relabel with every method and do not prune
+        assert config["relabel"]["methods"] == config["methods"]
+        assert config["prune"]["methods"] == []
 
 
-def test_noise_of_each_preset():
+def test_noise_and_pruning_grid_of_each_preset():
     assert load_preset("mnist")["noise"]["ratio"] == 0.1
+    # 10k, 20k, 30k, 40k of MNIST's 60k; 5k .. 25k of CIFAR-10's 50k
+    from gex_core.prune import num_pruned
+
+    fractions = load_preset("mnist_prune")["prune"]["fractions"]
+    assert [num_pruned(f, 60000) for f in fractions] == [10000, 20000, 30000, 40000]
+    fractions = load_preset("cifar10_prune")["prune"]["fractions"]
+    assert [num_pruned(f, 50000) for f in fractions] == [
+        5000,
+        10000,
+        15000,
+        20000,
+        25000,
+    ]
     assert load_preset("cifar100")["noise"]["ratio"] == 0.1
     assert load_preset("cifar10n")["noise"]["label_set"] == "worse_label"
     assert load_preset("cifar100n")["noise"]["label_set"] == "noisy_label"
@@ -85,7 +112,7 @@ def test_cifar10_preset_plans_the_full_grid_on_tiny_binary_files(tmp_path):
         f"data_dir={tmp_path / 'cifar10'}",
     )
     assert result.returncode == 0, result.stderr
-    seeds, methods = 4, 9
+    seeds, methods, with_kernel = 4, 9, 5  # gex, tracinrp, la_kfac, randproj, arnoldi
     assert planned_jobs(result) == {
         "all": 1,
         "dataset": 1,
@@ -94,12 +121,48 @@ def test_cifar10_preset_plans_the_full_grid_on_tiny_binary_files(tmp_path):
         "ensemble_chain": seeds * 8,
         "influence": seeds * methods,
         "detect": seeds * methods,
+        "relabel": seeds * methods,
+        "relabel_baseline": seeds * 2,
+        "gallery": seeds * methods,
+        "examples": seeds * with_kernel,
         "summarize_detection": 1,
+        "summarize_relabel": 1,
+        "rank_agreement": 1,
         "cost_table": 1,
     }
     assert "resnet18/sgd-e2-b32-lr0.4-wd0.0005-wu0.1-m0.9-T1-augcropflip-bn2" in (
         result.stdout
     )
+
+
+def test_mnist_pruning_preset_plans_its_grid_without_detection(tmp_path):
+    write_mnist(tmp_path / "mnist", n_train=64, n_test=16)
+    result = snakemake(
+        ROOT,
+        tmp_path,
+        "-n",
+        "--configfile",
+        str(ROOT / "configs/mnist_prune.yaml"),
+        write_overrides(tmp_path),
+        "--config",
+        f"data_dir={tmp_path / 'mnist'}",
+    )
+    assert result.returncode == 0, result.stderr
+    seeds, methods, fractions = 4, 8, 4  # seven methods and random
+    assert planned_jobs(result) == {
+        "all": 1,
+        "dataset": 1,
+        "labels": seeds,
+        "pretrain": seeds,
+        "ensemble_chain": seeds * 8,
+        "influence": seeds * methods,
+        "prune": seeds * methods * fractions,
+        "gallery": seeds * methods,
+        "examples": seeds * 5,
+        "summarize_prune": 1,
+        "rank_agreement": 1,
+        "cost_table": 1,
+    }
 
 
 def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
@@ -110,6 +173,9 @@ def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
         tmp_path,
         seeds=[0],
         methods=["gex", "randproj", "forgetting"],
+        relabel={"methods": ["gex"]},
+        queries=8,
+        figures={"gallery": 8, "examples": 2, "per_side": 2},
         ensemble={"chains": 2, "stages": 1, "ft_steps": 2, "batch_size": 16},
     )
     result = snakemake(
@@ -127,6 +193,13 @@ def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
     run = "results/mnist/noise-sym0.1/vgg/sgd-e2-b32-lr0.4-wd0.0005-wu0.1-m0.9-T1-augcrop-bn2"
     summary = pd.read_csv(tmp_path / run / "summary/detection.tsv", sep="\t")
     assert sorted(summary.method) == ["forgetting", "gex", "randproj"]
+    relabel = pd.read_csv(tmp_path / run / "summary/relabel.tsv", sep="\t")
+    assert list(relabel.setting) == [
+        "none",
+        "all predicted",
+        "gex (soft)",
+        "oracle (clean labels)",
+    ]
     labels = json.loads(
         (tmp_path / "results/mnist/noise-sym0.1/labels/seed0.json").read_text()
     )

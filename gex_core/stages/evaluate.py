@@ -59,6 +59,9 @@ def run_summarize_detection(
     return summary
 
 
+SHARED_RULES = ("dataset", "labels", "pretrain")
+
+
 def read_benchmark(path: str) -> dict[str, float]:
     """Wall seconds and peak RSS (MB) of one Snakemake benchmark file (NaN if absent)."""
     if not os.path.exists(path):
@@ -89,7 +92,7 @@ def cost_tables(
     """Per-method and per-rule cost.
 
     benchmarks: {rule: {method ("" = shared by all methods): [Snakemake benchmark tsv
-    per job]}}; timing: {method: [timing.json per seed]}; chains: {method: [chain .npz
+    per job]}} (rules without jobs are left out of the per-rule table); timing: {method: [timing.json per seed]}; chains: {method: [chain .npz
     files of all seeds]} for methods built on the ensemble. Per method: wall seconds per
     seed of its own jobs (ensemble chains, scoring) and of the shared jobs (data,
     labels, pretraining), peak RSS, and its compute in forward passes over the training
@@ -98,6 +101,8 @@ def cost_tables(
     per_rule = []
     for rule, by_method in benchmarks.items():
         records = [read_benchmark(p) for files in by_method.values() for p in files]
+        if not records:
+            continue
         per_rule.append(
             {
                 "rule": rule,
@@ -109,8 +114,8 @@ def cost_tables(
         )
     num_seeds = len(next(iter(timing.values())))
     shared = sum(
-        float(np.nansum([read_benchmark(p)["s"] for p in by_method.get("", [])]))
-        for by_method in benchmarks.values()
+        float(np.nansum([read_benchmark(p)["s"] for p in benchmarks[rule].get("", [])]))
+        for rule in SHARED_RULES
     )
     per_method = []
     for method, timing_files in timing.items():
