@@ -4,8 +4,8 @@ Times jitted training steps (SGD + momentum, coupled L2, the preset's augmentati
 evaluation forward passes on synthetic data of the real shape (vgg: 28x28x1, resnet18:
 32x32x3), after a compiling warm-up, on whatever device JAX uses. Reports images/s and
 the step / forward ratio measured in the same run. With --preset, also estimates the
-device hours of that preset's training work (pretraining, ensemble members, EL2N and CL
-retraining) and forward-equivalent scoring from the measured rates. Usage:
+device hours of that preset's training work (pretraining, ensemble members, EL2N, CL,
+relabel and pruning retraining) and forward-equivalent scoring from the measured rates. Usage:
 
     python benchmarks/throughput.py [--models vgg resnet18] [--batch-size 128]
         [--steps 10] [--preset configs/cifar10.yaml --num-train 50000]
@@ -105,6 +105,14 @@ def preset_cost(config: dict, num_train: int, rates: dict) -> dict:
     if "cl" in methods:
         folds = config["influence"]["cl"]["folds"]
         trained["cl"] = pre["epochs"] * num_train * (folds - 1)
+    relabel = config["relabel"]["methods"]
+    if relabel:  # each method, plus the oracle and all-predicted baselines
+        trained["relabel"] = (len(relabel) + 2) * pre["epochs"] * num_train
+    pruned = config["prune"]["methods"]
+    if pruned:  # random is always added
+        runs = len(set(pruned) | {"random"})
+        kept = sum(1 - f for f in config["prune"]["fractions"])
+        trained["prune"] = runs * kept * pre["epochs"] * num_train
     hours = {stage: images / train_rate / 3600 for stage, images in trained.items()}
     scoring = sum(SCORING_FORWARDS[m](config) for m in methods if m in SCORING_FORWARDS)
     hours["scoring"] = scoring * num_train / forward_rate / 3600
