@@ -119,8 +119,13 @@ def test_outputs_exist_and_hold_sane_numbers(smoke):
         "ensemble_chain",
         "influence",
         "detect",
+        "relabel",
+        "relabel_baseline",
+        "prune",
     }
-    assert rules.set_index("rule").jobs["ensemble_chain"] == 4
+    jobs = rules.set_index("rule").jobs
+    assert (jobs.ensemble_chain, jobs.relabel, jobs.relabel_baseline) == (4, 4, 4)
+    assert jobs.prune == 3 * 2 * 2  # gex, randproj, random x 2 seeds x 2 fractions
 
 
 def test_relabel_prune_and_figures_of_the_smoke_run(smoke):
