@@ -18,7 +18,6 @@ from gex_core.io import read_npz, write_json
 from gex_core.losses import probabilities
 from gex_core.prune import kept_indices, num_pruned
 from gex_core.relabel import (
-    flag_above_otsu,
     flag_quality,
     hard_targets,
     otsu_threshold,
@@ -81,7 +80,8 @@ def run_relabel(
     labels = read_npz(inputs.labels_path, ("noisy", "clean", "mask"))
     noisy, clean, mask = labels["noisy"], labels["clean"], labels["mask"].astype(bool)
     probs = pretrained_probabilities(inputs)
-    flagged = flag_above_otsu(scores)
+    threshold = otsu_threshold(scores)
+    flagged = scores > threshold  # flag_above_otsu, keeping the threshold for the JSON
     if mode == "soft":
         targets = soft_targets(probs, noisy, flagged)
         new_labels = np.where(flagged, targets.argmax(axis=1), noisy)
@@ -94,7 +94,7 @@ def run_relabel(
         "method": method,
         "seed": inputs.seed,
         "mode": mode,
-        "threshold": float(otsu_threshold(scores)),
+        "threshold": float(threshold),
         **flag_quality(flagged, mask),
         "fixed": int((flagged & mask & (new_labels == clean)).sum()),
         "broken": int((flagged & ~mask & (new_labels != clean)).sum()),
