@@ -99,18 +99,24 @@ def write_overrides(workdir, **extra):
     return str(path)
 
 
+def run_preset(workdir, preset, data_dir, *args, **overrides):
+    """Snakemake on configs/<preset>.yaml, shrunk by TINY (and overrides), reading the
+    data set's files from data_dir; args go before the config options."""
+    return snakemake(
+        ROOT,
+        workdir,
+        *args,
+        "--configfile",
+        str(ROOT / "configs" / f"{preset}.yaml"),
+        write_overrides(workdir, **overrides),
+        "--config",
+        f"data_dir={data_dir}",
+    )
+
+
 def test_cifar10_preset_plans_the_full_grid_on_tiny_binary_files(tmp_path):
     write_cifar10_binary(tmp_path / "cifar10", n_train=40, n_test=10)
-    result = snakemake(
-        ROOT,
-        tmp_path,
-        "-n",
-        "--configfile",
-        str(ROOT / "configs/cifar10.yaml"),
-        write_overrides(tmp_path),
-        "--config",
-        f"data_dir={tmp_path / 'cifar10'}",
-    )
+    result = run_preset(tmp_path, "cifar10", tmp_path / "cifar10", "-n")
     assert result.returncode == 0, result.stderr
     seeds, methods, with_kernel = 4, 9, 5  # gex, tracinrp, la_kfac, randproj, arnoldi
     assert planned_jobs(result) == {
@@ -137,16 +143,7 @@ def test_cifar10_preset_plans_the_full_grid_on_tiny_binary_files(tmp_path):
 
 def test_mnist_pruning_preset_plans_its_grid_without_detection(tmp_path):
     write_mnist(tmp_path / "mnist", n_train=64, n_test=16)
-    result = snakemake(
-        ROOT,
-        tmp_path,
-        "-n",
-        "--configfile",
-        str(ROOT / "configs/mnist_prune.yaml"),
-        write_overrides(tmp_path),
-        "--config",
-        f"data_dir={tmp_path / 'mnist'}",
-    )
+    result = run_preset(tmp_path, "mnist_prune", tmp_path / "mnist", "-n")
     assert result.returncode == 0, result.stderr
     seeds, methods, fractions = 4, 8, 4  # seven methods and random
     assert planned_jobs(result) == {
@@ -169,25 +166,18 @@ def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
     """A real run of the mnist preset's DAG (VGG-8 with BN, crop augmentation), one
     seed and three methods to keep it short."""
     write_mnist(tmp_path / "mnist", n_train=64, n_test=16)
-    overrides = write_overrides(
+    result = run_preset(
         tmp_path,
+        "mnist",
+        tmp_path / "mnist",
+        "--cores",
+        "2",
         seeds=[0],
         methods=["gex", "randproj", "forgetting"],
         relabel={"methods": ["gex"]},
         queries=8,
         figures={"gallery": 8, "examples": 2, "per_side": 2},
         ensemble={"chains": 2, "stages": 1, "ft_steps": 2, "batch_size": 16},
-    )
-    result = snakemake(
-        ROOT,
-        tmp_path,
-        "--cores",
-        "2",
-        "--configfile",
-        str(ROOT / "configs/mnist.yaml"),
-        overrides,
-        "--config",
-        f"data_dir={tmp_path / 'mnist'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = "results/mnist/noise-sym0.1/vgg/sgd-e2-b32-lr0.4-wd0.0005-wu0.1-m0.9-T1-augcrop-bn2"
