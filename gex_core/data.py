@@ -215,6 +215,52 @@ def normalise_images(x: np.ndarray) -> np.ndarray:
     return x
 
 
+class ImageRows:
+    """Images of a stored split, read from disk and normalised only when indexed.
+
+    Behaves like the float32 (N, H, W, C) array `read_dataset` returns for what the
+    methods do with training images (shape, len, dtype, row and fancy indexing), so a
+    job that scores one shard or draws curvature batches holds only those rows. Every
+    indexing returns a fresh float32 array equal to the same rows of the full array.
+    """
+
+    def __init__(self, raw: np.ndarray):
+        if raw.ndim != 4:
+            raise ValueError(f"images must be (N, H, W, C), got {raw.shape}")
+        self._raw = raw
+        self.shape = raw.shape
+        self.ndim = raw.ndim
+        self.dtype = np.dtype(np.float32) if raw.dtype == np.uint8 else raw.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        return normalise_images(np.asarray(self._raw[index]))
+
+
+def stored_train_size(path: str) -> int:
+    """N of a file written by `save_dataset`, from its header (no data read)."""
+    from gex_core.io import npz_memmap
+
+    return int(npz_memmap(path, "y_train").shape[0])
+
+
+def stored_rows(path: str, split: str = "train") -> tuple[ImageRows, np.ndarray]:
+    """(images, labels) of one split of a file written by `save_dataset`, images as
+    on-demand ImageRows (N, H, W, C), labels int32 (N,) in memory."""
+    from gex_core.io import npz_memmap
+
+    images = ImageRows(npz_memmap(path, f"x_{split}"))
+    labels = np.asarray(npz_memmap(path, f"y_{split}"))
+    if labels.shape != images.shape[:1]:
+        raise ValueError(
+            f"{path}: {split} images {images.shape} and labels {labels.shape} do not "
+            "match (expected (N, H, W, C) and (N,))"
+        )
+    return images, labels
+
+
 def read_dataset(path: str) -> Dataset:
     """Read a split written by `save_dataset`, checking shapes and label ranges.
     Images come back as float32 (`normalise_images`)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -61,6 +62,44 @@ def read_npz(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.nda
     if missing:
         raise ValueError(f"{path}: missing arrays {missing}; it holds {sorted(files)}")
     return arrays
+
+
+def npz_memmap(path: str | os.PathLike, key: str) -> np.ndarray:
+    """A read-only memory map of one array of an uncompressed .npz (np.savez, as
+    `write_npz`): indexing reads only the rows asked for, so a job that needs a slice
+    of a large array never holds all of it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(f"{key}.npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"array {key!r} is compressed (np.savez_compressed)")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran, dtype = read_header(member)
+                header_bytes = member.tell()
+        with open(path, "rb") as raw:
+            # the local file header: 30 bytes, then the name and an extra field whose
+            # lengths it states (they may differ from the central directory's)
+            raw.seek(info.header_offset)
+            local = raw.read(30)
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+    except KeyError as err:
+        raise ValueError(f"{path}: holds no array {key!r}") from err
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: cannot map array {key!r} ({err})") from err
+    if dtype.hasobject:
+        raise ValueError(f"{path}: array {key!r} holds Python objects; not loaded")
+    offset = info.header_offset + 30 + name_len + extra_len + header_bytes
+    if 0 in shape:
+        return np.zeros(shape, dtype)
+    return np.memmap(
+        path, dtype, "r", offset=offset, shape=shape, order="F" if fortran else "C"
+    )
 
 
 def write_table(path: str | os.PathLike, frame) -> None:

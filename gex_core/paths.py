@@ -25,6 +25,7 @@ LABELS = "results/{dataset}/noise-{noise}/labels/seed{seed}"
 PRETRAIN = RUN + "/pretrain"
 ENSEMBLE = RUN + "/ensemble/{ensemble}"
 INFLUENCE = RUN + "/influence/{method}/{hparams}"
+SHARD = INFLUENCE + "/shards-{size}/shard{shard}"
 SUMMARY = "results/{dataset}/noise-{noise}/{model}/{train}/summary"
 RELABEL_BASELINE = RUN + "/relabel/{setting}.json"
 RELABEL_BASELINES = ("oracle", "predicted")
@@ -137,6 +138,19 @@ def influence_dir(config: Mapping[str, Any], method: str, seed: int) -> str:
         method=method,
         hparams=method_segment(method, config),
     )
+
+
+def sharded_methods(config: Mapping[str, Any]) -> list[str]:
+    """The scored methods computed in shards: the shardable ones when shard_size is
+    set, none otherwise."""
+    if config.get("shard_size") is None:
+        return []
+    return [m for m in scored_methods(config) if get_method(m).shardable]
+
+
+def shard_files(influence: str, shard_size: int, count: int, ext: str) -> list[str]:
+    """The shard outputs (ext "npz" scores or "json" timing) of one influence folder."""
+    return [f"{influence}/shards-{shard_size}/shard{i}.{ext}" for i in range(count)]
 
 
 def summary_dir(config: Mapping[str, Any]) -> str:
@@ -280,16 +294,19 @@ def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]
         },
         "ensemble_chain": {},
         "influence": {},
+        "influence_gather": {},
         "detect": {},
         "relabel": {},
         "relabel_baseline": {},
         "prune": {},
     }
+    sharded = sharded_methods(config)
     for method in config["methods"]:
         folders = [influence_dir(config, method, s) for s in seeds]
-        files["influence"][method] = [
-            benchmark_file(f"{f}/scores.npz") for f in folders
-        ]
+        # a sharded method's scores.npz is written by the merge; its shard jobs are
+        # listed in its timing.json (their number is known only once the data exist)
+        scoring = "influence_gather" if method in sharded else "influence"
+        files[scoring][method] = [benchmark_file(f"{f}/scores.npz") for f in folders]
         if has_noise(config):
             files["detect"][method] = [
                 benchmark_file(f"{f}/detection.json") for f in folders

@@ -2,9 +2,11 @@
 from pathlib import Path
 
 from gex_core import paths
+from gex_core.data import stored_train_size
 from gex_core.fingerprint import source_fingerprint
 from gex_core.influence.registry import get_method
 from gex_core.jobenv import local_gpu_count
+from gex_core.shards import num_shards
 
 WORKFLOW_DIR = Path(workflow.basedir)
 DATASET = paths.dataset_segment(config)
@@ -151,3 +153,41 @@ def detection_files(wildcards):
 
 def scores_file(wildcards):
     return f"{paths.INFLUENCE.format(**wildcards)}/scores.npz"
+
+
+# Sharded scoring (shard_size): which methods, and how many shards.
+SHARDED = paths.sharded_methods(config)
+UNSHARDED = [m for m in METHOD_HPARAMS if m not in SHARDED]
+
+
+def any_of(names):
+    """A wildcard pattern matching exactly these names (none: a pattern that never
+    matches), so each method's scores.npz has exactly one producing rule."""
+    return "|".join(names) if names else "(?!x)x"
+
+
+def training_set_size():
+    """N of the stored split, or of the data set's files before the split is stored
+    (read once, when the workflow is parsed: shard jobs are planned up front, so dry
+    runs and --until see them). A split stored from other files is caught by the
+    shard jobs and the merge, which check their rows against the data they read."""
+    stored = Path(f"results/{DATASET}/data.npz")
+    if stored.exists():
+        return stored_train_size(str(stored))
+    from gex_core.data import load_dataset
+
+    split = load_dataset(config["dataset"], config["data_dir"], config["data_file"])
+    return len(split.y_train)
+
+
+NUM_SHARDS = num_shards(training_set_size(), config["shard_size"]) if SHARDED else 0
+
+
+def shard_outputs(ext):
+    """Input function: the shard files of one method."""
+
+    def files(wildcards):
+        folder = paths.INFLUENCE.format(**wildcards)
+        return paths.shard_files(folder, config["shard_size"], NUM_SHARDS, ext)
+
+    return files

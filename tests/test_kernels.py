@@ -324,6 +324,8 @@ class TrajectoryInputs:
         self.trajectory = [as64(self.model.init(jax.random.key(i))) for i in range(3)]
         self.trajectory_lrs = np.array([0.3, 0.1, 0.0])
         self.seed, self.eval_batch_size = 0, 4  # batches of 4: padding must not count
+        self.scored = (self.data.x_train, self.data.y_train)
+        self.test_set = (self.data.x_test, self.data.y_test)
         self.query_indices = np.arange(queries)
 
     def key(self, stream, *ids):

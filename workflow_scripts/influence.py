@@ -1,18 +1,29 @@
-"""Score every training sample with one influence method from the registry."""
+"""Score the training set (or one shard of it) with one influence method."""
 
 from gex_core.jobenv import run_inputs, start_job
 
-start_job(snakemake.log[0])
+start_job(snakemake.log[0], rule=snakemake.rule)
 
+from gex_core.data import stored_train_size  # noqa: E402
+from gex_core.shards import shard_rows  # noqa: E402
 from gex_core.stages.influence import run_influence  # noqa: E402
 
+wildcards = snakemake.wildcards
+shard = None
+if hasattr(wildcards, "shard"):
+    shard = shard_rows(
+        int(wildcards.shard),
+        int(wildcards.size),
+        stored_train_size(snakemake.input.data),
+    )
 run_influence(
-    method=snakemake.wildcards.method,
+    method=wildcards.method,
     hp=snakemake.params.hp,
     inputs=run_inputs(
         snakemake,
         chain_paths=tuple(snakemake.input.chains),
         queries=int(snakemake.params.queries),
+        shard=shard,
     ),
     outputs=dict(snakemake.output.items()),
 )

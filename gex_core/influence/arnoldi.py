@@ -193,9 +193,12 @@ def arnoldi_scores(
     strategy: str = "vjp",
     tol: float = 1e-6,
     queries: np.ndarray | None = None,
+    scored: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Scores, Eigenpairs]:
-    """Arnoldi self and test influence (N,), kernel (N, Q) of the query test indices
-    (None without queries), and the eigenpairs they used."""
+    """Arnoldi self and test influence (n,) and kernel (n, Q) of the query test
+    indices (None without queries) of the scored training samples (x, y) (None: all
+    of x_train, y_train; the Hessian always uses `batches` of x_train), and the
+    eigenpairs they used."""
     eig = arnoldi_eigenpairs(
         apply,
         params,
@@ -209,12 +212,13 @@ def arnoldi_scores(
     )
     directions = as_directions(eig.vectors, params)
     dtype = ravel_pytree(params)[0].dtype
+    x_scored, y_scored = (x_train, y_train) if scored is None else scored
     train_proj = project_gradients(
         apply,
         params,
         directions,
-        np.asarray(x_train, dtype),
-        y_train,
+        np.asarray(x_scored, dtype),
+        y_scored,
         eval_batch_size,
         strategy,
     )
@@ -234,9 +238,10 @@ def compute(inputs, hp: dict) -> Scores:
     """Registry entry: hp = {"iterations": 50, "top_k": 20, "num_batches": 8,
     "batch_size": 128, "strategy": "vjp"}. Key stream "arnoldi" draws q_0; the batch set
     comes from the "curvature_batches" generator."""
-    data = inputs.data
+    x_train, y_train = inputs.train_set
+    x_test, y_test = inputs.test_set
     batches = sample_batches(
-        data.x_train.shape[0],
+        x_train.shape[0],
         int(hp["num_batches"]),
         int(hp["batch_size"]),
         inputs.rng("curvature_batches"),
@@ -244,10 +249,10 @@ def compute(inputs, hp: dict) -> Scores:
     scores, eig = arnoldi_scores(
         inputs.model.apply,
         inputs.params,
-        data.x_train,
-        data.y_train,
-        data.x_test,
-        data.y_test,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
         batches,
         key=inputs.key("arnoldi"),
         iterations=int(hp["iterations"]),
@@ -255,6 +260,7 @@ def compute(inputs, hp: dict) -> Scores:
         eval_batch_size=inputs.eval_batch_size,
         strategy=str(hp.get("strategy", "vjp")),
         queries=inputs.query_indices,
+        scored=inputs.scored,
     )
     print(
         f"arnoldi: kept {eig.values.shape[0]} eigenvalues "

@@ -72,9 +72,10 @@ def compute(inputs, hp: dict) -> Scores:
     """Registry entry: hp = {"tau": float}."""
     member_train, member_test = inputs.member_losses
     train, test = inputs.pretrained_losses
+    rows = inputs.scored_rows
     return gex_scores(
-        member_train,
-        train,
+        member_train[:, rows],
+        train[rows],
         member_test,
         test,
         float(hp["tau"]),

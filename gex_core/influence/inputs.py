@@ -8,8 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from gex_core.data import Dataset, read_noisy_dataset
-from gex_core.io import read_npz
+from gex_core.data import (
+    Dataset,
+    ImageRows,
+    read_noisy_dataset,
+    stored_rows,
+    stored_train_size,
+)
+from gex_core.io import npz_memmap, read_npz
 
 Params = Any
 
@@ -37,9 +43,14 @@ class MethodInputs:
         recipe: Mapping[str, Any],
         chain_paths: tuple[str, ...] = (),
         queries: int = 0,
+        shard: tuple[int, int] | None = None,
     ):
         if int(queries) < 0:
             raise ValueError(f"queries must be >= 0, got {queries}")
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ValueError(
+                f"a shard is rows (start, stop), 0 <= start < stop; got {shard}"
+            )
         self.data_path = data_path
         self.labels_path = labels_path
         self.pretrain_dir = pretrain_dir
@@ -49,6 +60,7 @@ class MethodInputs:
         self.recipe = dict(recipe)
         self.chain_paths = tuple(chain_paths)
         self.queries = int(queries)
+        self.shard = None if shard is None else (int(shard[0]), int(shard[1]))
 
     def key(self, stream: str, *ids: int):
         """A JAX key of this run's seed for one of `gex_core.seeds.STREAMS`."""
@@ -68,20 +80,74 @@ class MethodInputs:
         return read_noisy_dataset(self.data_path, self.labels_path)
 
     @cached_property
+    def num_train(self) -> int:
+        """N, from the file's header (no images read)."""
+        return stored_train_size(self.data_path)
+
+    @cached_property
+    def train_labels(self) -> np.ndarray:
+        """The noisy training labels, int32 (N,)."""
+        noisy = read_npz(self.labels_path, ("noisy",))["noisy"]
+        if noisy.shape != (self.num_train,):
+            raise ValueError(
+                f"{self.labels_path}: {noisy.shape[0]} labels for {self.num_train} "
+                f"training samples of {self.data_path}"
+            )
+        return noisy
+
+    @property
+    def scored_rows(self) -> slice:
+        """The training rows this job scores: all, or its shard (checked against N)."""
+        if self.shard is None:
+            return slice(None)
+        start, stop = self.shard
+        if stop > self.num_train:
+            raise ValueError(
+                f"shard rows {start}:{stop} lie beyond the {self.num_train} training "
+                f"samples of {self.data_path}"
+            )
+        return slice(start, stop)
+
+    @cached_property
+    def train_set(self) -> tuple[np.ndarray | ImageRows, np.ndarray]:
+        """Every training sample (images (N, H, W, C), noisy labels (N,)): the loaded
+        arrays, or on-demand ImageRows in a shard job."""
+        if self.shard is None:
+            return self.data.x_train, self.data.y_train
+        return stored_rows(self.data_path, "train")[0], self.train_labels
+
+    @cached_property
+    def scored(self) -> tuple[np.ndarray, np.ndarray]:
+        """(images, noisy labels) of the training samples this job scores."""
+        rows = self.scored_rows
+        if self.shard is None:
+            return self.data.x_train, self.data.y_train
+        return self.train_set[0][rows], self.train_labels[rows]
+
+    @cached_property
+    def test_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """(images (N_te, H, W, C) float32, labels (N_te,))."""
+        if self.shard is None:
+            return self.data.x_test, self.data.y_test
+        images, labels = stored_rows(self.data_path, "test")
+        return images[:], labels
+
+    @cached_property
     def query_indices(self) -> np.ndarray:
         """The kernel's query set: test indices arange(min(Q, N_te)), int64 (possibly
         empty; the data are not read when Q = 0)."""
         if self.queries == 0:
             return np.zeros(0, np.int64)
-        return np.arange(min(self.queries, self.data.y_test.shape[0]), dtype=np.int64)
+        num_test = npz_memmap(self.data_path, "y_test").shape[0]
+        return np.arange(min(self.queries, num_test), dtype=np.int64)
 
     @cached_property
     def model(self):
         from gex_core.models import make_model
 
-        return make_model(
-            self.model_name, self.data.num_classes, self.data.x_train.shape[1:]
-        )
+        num_classes = int(read_npz(self.data_path, ("num_classes",))["num_classes"])
+        image_shape = npz_memmap(self.data_path, "x_train").shape[1:]
+        return make_model(self.model_name, num_classes, image_shape)
 
     @cached_property
     def template(self) -> Params:

@@ -116,12 +116,15 @@ def la_kfac_scores(
     tau: float,
     eval_batch_size: int,
     queries: np.ndarray | None = None,
+    scored: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Scores:
     """K-FAC Laplace + linearised GEX scores.
 
     fisher_batches: (K, B) indices into x_train for the Fisher; key: split into the
-    Fisher's label key and the posterior key. Returns self- and test-influence (N,)
-    and the kernel (N, Q) of the query test indices (None without queries).
+    Fisher's label key and the posterior key; scored: (x, y) of the training samples
+    to score (None: all of x_train, y_train). Returns self- and test-influence (n,) of
+    the scored samples and the kernel (n, Q) of the query test indices (None without
+    queries).
     """
     fisher_key, posterior_key = jax.random.split(key)
     factors = kfac_factors(apply, params, x_train, fisher_batches, fisher_key)
@@ -130,8 +133,9 @@ def la_kfac_scores(
     deltas = sample_posterior(
         eigens, infos, params, posterior_key, members, x_train.shape[0], alpha, sigma
     )
+    x_scored, y_scored = (x_train, y_train) if scored is None else scored
     train, member_train = linearised_losses(
-        apply, params, deltas, x_train, y_train, eval_batch_size
+        apply, params, deltas, x_scored, y_scored, eval_batch_size
     )
     test, member_test = linearised_losses(
         apply, params, deltas, x_test, y_test, eval_batch_size
@@ -150,10 +154,10 @@ def compute(inputs, hp: dict) -> Scores:
     at 1e-2). The Fisher batches come from the "curvature_batches" stream, the label
     draws and the posterior draws from "la_kfac".
     """
-    data = inputs.data
-    n = data.x_train.shape[0]
+    x_train, y_train = inputs.train_set
+    x_test, y_test = inputs.test_set
     batches = sample_batches(
-        n,
+        x_train.shape[0],
         int(hp["num_batches"]),
         int(hp["batch_size"]),
         inputs.rng("curvature_batches"),
@@ -161,10 +165,10 @@ def compute(inputs, hp: dict) -> Scores:
     return la_kfac_scores(
         inputs.model.apply,
         inputs.params,
-        data.x_train,
-        data.y_train,
-        data.x_test,
-        data.y_test,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
         fisher_batches=batches,
         key=inputs.key("la_kfac"),
         members=int(hp["members"]),
@@ -173,4 +177,5 @@ def compute(inputs, hp: dict) -> Scores:
         tau=float(hp["tau"]),
         eval_batch_size=inputs.eval_batch_size,
         queries=inputs.query_indices,
+        scored=inputs.scored,
     )

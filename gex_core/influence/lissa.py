@@ -165,22 +165,25 @@ def lissa_scores(
     eval_batch_size: int,
     power_iterations: int = 20,
     queries: np.ndarray | None = None,
+    scored: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Scores, float]:
-    """LiSSA self and test influence (N,), kernel (N, Q) of the query test indices
-    (None without queries), and the scale used. batches: (num_batches, B) indices of
-    the fixed batch set; key: the power iteration's start vector."""
+    """LiSSA self and test influence (n,) and kernel (n, Q) of the query test indices
+    (None without queries) of the scored training samples (x, y) (None: all of
+    x_train, y_train), and the scale used. batches: (num_batches, B) indices into
+    x_train of the fixed batch set; key: the power iteration's start vector."""
     if iterations < 1 or damping < 0:
         raise ValueError(
             f"lissa needs iterations >= 1 and damping >= 0, got {iterations}, {damping}"
         )
     dtype = ravel_pytree(params)[0].dtype
-    x_train = np.asarray(x_train, dtype)
+    x_scored, y_scored = (x_train, y_train) if scored is None else scored
+    x_scored = np.asarray(x_scored, dtype)
     x_test = np.asarray(x_test, dtype)
     matvec, num_params = fixed_batch_operator(apply, params, x_train, y_train, batches)
     radius = power_iteration(matvec, num_params, key, power_iterations)
     scale = resolve_scale(scale, radius, damping)
 
-    x_batches = jnp.asarray(x_train[batches])
+    x_batches = jnp.asarray(x_train[batches], dtype)
     y_batches = jnp.asarray(y_train[batches])
 
     def hvp_many(v: Params) -> Params:
@@ -191,7 +194,7 @@ def lissa_scores(
             hvp_many, g, damping=damping, scale=scale, iterations=iterations
         )
 
-    num = x_train.shape[0]
+    num = x_scored.shape[0]
     size = min(block_size, num)
     queries = as_query_indices(queries, x_test.shape[0])
     # right-hand sides of the test side: the mean test gradient, then each query's
@@ -215,7 +218,7 @@ def lissa_scores(
     grads_fn = per_sample_grads(apply)
     self_parts, test_parts = [], []
     for idx in padded_batches(num, size):
-        grads = grads_fn(params, x_train[idx], y_train[idx])
+        grads = grads_fn(params, x_scored[idx], y_scored[idx])
         self_parts.append(np.asarray(_pairwise_dot(grads, ihvp(grads)), np.float64))
         test_parts.append(np.asarray(_cross_dot(grads, test_ihvps), np.float64))
     test = np.concatenate(test_parts)[:num]
@@ -232,12 +235,13 @@ def compute(inputs, hp: dict) -> Scores:
     recipe's weight_decay), "scale": float | None (None: estimated), "num_batches": 1,
     "batch_size": 128, "block_size": 32}. Key stream "lissa" starts the power
     iteration; the batch set comes from the "curvature_batches" generator."""
-    data = inputs.data
+    x_train, y_train = inputs.train_set
+    x_test, y_test = inputs.test_set
     damping = hp.get("damping")
     damping = float(inputs.recipe["weight_decay"] if damping is None else damping)
     scale = hp.get("scale")
     batches = sample_batches(
-        data.x_train.shape[0],
+        x_train.shape[0],
         int(hp["num_batches"]),
         int(hp["batch_size"]),
         inputs.rng("curvature_batches"),
@@ -245,10 +249,10 @@ def compute(inputs, hp: dict) -> Scores:
     scores, used = lissa_scores(
         inputs.model.apply,
         inputs.params,
-        data.x_train,
-        data.y_train,
-        data.x_test,
-        data.y_test,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
         batches,
         key=inputs.key("lissa"),
         damping=damping,
@@ -257,6 +261,7 @@ def compute(inputs, hp: dict) -> Scores:
         block_size=int(hp.get("block_size", 32)),
         eval_batch_size=inputs.eval_batch_size,
         queries=inputs.query_indices,
+        scored=inputs.scored,
     )
     print(
         f"lissa: scale {used:.4g}, damping {damping:g}, {hp['iterations']} iterations"

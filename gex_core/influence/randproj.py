@@ -63,14 +63,15 @@ def compute(inputs, hp: dict) -> Scores:
     """Registry entry: hp = {"dim": int, "strategy": "jvp" | "vjp"}."""
     from gex_core.seeds import jax_key
 
-    data = inputs.data
+    x_train, y_train = inputs.scored
+    x_test, y_test = inputs.test_set
     return randproj_scores(
         inputs.model.apply,
         inputs.params,
-        data.x_train,
-        data.y_train,
-        data.x_test,
-        data.y_test,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
         key=jax_key(inputs.seed, "randproj"),
         dim=int(hp["dim"]),
         batch_size=inputs.eval_batch_size,

@@ -24,6 +24,11 @@ class MethodSpec:
     kernel: whether compute returns the train x test influence kernel (N, Q) of the
         query set (MethodInputs.query_indices) when Q > 0 (None otherwise, and always
         None when false).
+    shardable: whether compute scores any row range (MethodInputs.shard) with the
+        same result as those rows of the whole set: each sample's score depends only
+        on the sample and on state every shard rebuilds identically (parameters,
+        random draws, curvature batches, the test set), so `shard_size` may split it
+        into jobs. Methods that train models or compare samples are not.
     """
 
     name: str
@@ -34,6 +39,7 @@ class MethodSpec:
     unpathed: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
     kernel: bool = False
+    shardable: bool = False
 
     @property
     def module(self) -> str:
@@ -50,6 +56,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             name="gex",
             kernel=True,
+            shardable=True,
             compute="gex_core.influence.gex:compute",
             summary="Geometric-ensemble loss deviations, mean_m Delta^2 (the paper)",
             cost="K*S*ft_steps SGD steps + M forward passes over N",
@@ -59,6 +66,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             name="la_kfac",
             kernel=True,
+            shardable=True,
             compute="gex_core.influence.la_kfac:compute",
             summary="K-FAC Laplace posterior samples, linearised losses, GEX score",
             cost="B_F Fisher batches (forward+backward) + eigh of each layer's factors "
@@ -75,6 +83,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             name="randproj",
             kernel=True,
+            shardable=True,
             compute="gex_core.influence.randproj:compute",
             summary="Identity-Hessian influence, d Gaussian gradient projections",
             cost="d gradient projections over N (one backward pass per sample)",
@@ -84,6 +93,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             name="tracin",
             kernel=True,
+            shardable=True,
             compute="gex_core.influence.tracin:compute",
             summary="Exact TracIn-CP: per-sample gradient norms over the trajectory",
             cost="T*(N+N_te) per-sample gradients",
@@ -92,6 +102,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             name="tracinrp",
             kernel=True,
+            shardable=True,
             compute="gex_core.influence.tracinrp:compute",
             summary="TracIn-CP with d random projections shared by the T checkpoints",
             cost="T*d gradient projections over N+N_te",
@@ -101,6 +112,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             name="arnoldi",
             kernel=True,
+            shardable=True,
             compute="gex_core.influence.arnoldi:compute",
             summary="Inverse Hessian on its top-k eigenspace (Arnoldi, fixed batch set)",
             cost="I HVPs over the batch set + k gradient projections over N + N_te; "
@@ -125,6 +137,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             name="lissa",
             kernel=True,
+            shardable=True,
             compute="gex_core.influence.lissa:compute",
             summary="LiSSA: truncated Neumann-series inverse-HVPs on a fixed batch set",
             cost="N*iterations HVPs over the batch set (+20 power-iteration HVPs)",

@@ -172,16 +172,17 @@ def tracin_scores(
 
 def compute(inputs, hp: dict) -> Scores:
     """Registry entry: hp = {"lr_weights": bool} (default false)."""
-    data = inputs.data
+    x_train, y_train = inputs.scored
+    x_test, y_test = inputs.test_set
     weights = trajectory_weights(inputs, bool(hp.get("lr_weights", False)))
     return tracin_scores(
         inputs.model.apply,
         inputs.trajectory,
         weights,
-        data.x_train,
-        data.y_train,
-        data.x_test,
-        data.y_test,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
         gradient_batch_size(inputs.eval_batch_size),
         queries=inputs.query_indices,
     )

@@ -98,15 +98,16 @@ def tracinrp_scores(
 def compute(inputs, hp: dict) -> Scores:
     """Registry entry: hp = {"dim": int (20), "lr_weights": bool (false), "strategy":
     "jvp" | "vjp" ("vjp")}."""
-    data = inputs.data
+    x_train, y_train = inputs.scored
+    x_test, y_test = inputs.test_set
     return tracinrp_scores(
         inputs.model.apply,
         inputs.trajectory,
         trajectory_weights(inputs, bool(hp.get("lr_weights", False))),
-        data.x_train,
-        data.y_train,
-        data.x_test,
-        data.y_test,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
         key=inputs.key("tracinrp"),
         dim=int(hp.get("dim", 20)),
         batch_size=gradient_batch_size(inputs.eval_batch_size),

@@ -60,6 +60,8 @@ def run_summarize_detection(
 
 
 SHARED_RULES = ("dataset", "labels", "pretrain")
+# the rules whose jobs compute one method's scores (its own cost)
+SCORING_RULES = ("influence", "influence_shard", "influence_gather")
 
 
 def read_benchmark(path: str) -> dict[str, float]:
@@ -124,9 +126,12 @@ def cost_tables(
             for rule, by_method in benchmarks.items()
         }
         upstream = sum(r["s"] for r in own["ensemble_chain"]) / num_seeds
-        scoring = sum(r["s"] for r in own["influence"]) / num_seeds
+        scoring = sum(r["s"] for rule in SCORING_RULES for r in own.get(rule, []))
+        scoring /= num_seeds
         rss = [
-            r["max_rss"] for rule in ("ensemble_chain", "influence") for r in own[rule]
+            r["max_rss"]
+            for rule in ("ensemble_chain", *SCORING_RULES)
+            for r in own.get(rule, [])
         ]
         per_method.append(
             {
@@ -142,7 +147,29 @@ def cost_tables(
     return pd.DataFrame(per_method), pd.DataFrame(per_rule)
 
 
+def with_shard_benchmarks(
+    benchmarks: Mapping[str, Mapping[str, Sequence[str]]],
+    timing: Mapping[str, Sequence[str]],
+) -> dict[str, dict[str, list[str]]]:
+    """benchmarks plus rule "influence_shard": {method: [benchmark file of each shard
+    job]}, read from the "shards" list of each merged timing.json."""
+    from gex_core.paths import benchmark_file
+
+    shards: dict[str, list[str]] = {}
+    for method, files in timing.items():
+        for path in files:
+            with open(path) as f:
+                shard_scores = json.load(f).get("shards", [])
+            shards.setdefault(method, []).extend(
+                benchmark_file(s) for s in shard_scores
+            )
+    merged = {rule: dict(by_method) for rule, by_method in benchmarks.items()}
+    merged["influence_shard"] = {m: files for m, files in shards.items() if files}
+    return merged
+
+
 def run_cost_tables(*, benchmarks, timing, chains, method_table: str, rule_table: str):
+    benchmarks = with_shard_benchmarks(benchmarks, timing)
     per_method, per_rule = cost_tables(benchmarks, timing, chains)
     write_table(method_table, per_method)
     write_table(rule_table, per_rule)

@@ -1,0 +1,14 @@
+"""Merge one method's shard scores into the scores of the whole training set."""
+
+from gex_core.jobenv import start_job
+
+start_job(snakemake.log[0])
+
+from gex_core.stages.influence import run_gather  # noqa: E402
+
+run_gather(
+    shard_scores=list(snakemake.input.shards),
+    shard_timings=list(snakemake.input.timings),
+    data_path=snakemake.input.data,
+    outputs=dict(snakemake.output.items()),
+)
