@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import sys
+import time
 
 DEFAULT_COMPILATION_CACHE = ".jax_cache"
+# JAX's monitoring events for the three phases of turning a function into an executable
+# (tracing, lowering to MLIR, XLA compile or persistent-cache read)
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+CACHE_EVENTS = {
+    "/jax/compilation_cache/cache_hits": "cache_hits",
+    "/jax/compilation_cache/cache_misses": "cache_misses",
+}
+COMPILE_REPORT = "jax-compile"
 
 
-def start_job(log_path: str | None) -> None:
+def start_job(log_path: str | None, rule: str | None = None) -> None:
     """Send stdout/stderr to the rule's log file and set JAX up for many short jobs.
 
     - XLA_PYTHON_CLIENT_PREALLOCATE=false stops each job from grabbing 75% of GPU memory
@@ -18,6 +33,9 @@ def start_job(log_path: str | None) -> None:
       in the working directory) lets every job after the first reuse compiled steps:
       it halves an ensemble chain job on a CPU. Set the variable yourself to move it;
       the cache is trusted code, so never share it with untrusted users.
+      JAX_ENABLE_COMPILATION_CACHE=false turns it off.
+    - With `rule` (JAX jobs), the job's compile time is recorded and printed at exit as
+      one line "jax-compile {json}" (`track_compile_time`).
     """
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     os.environ.setdefault(
@@ -28,6 +46,37 @@ def start_job(log_path: str | None) -> None:
     if log_path:
         stream = open(log_path, "w", buffering=1)  # noqa: SIM115 - lives with the job
         sys.stdout = sys.stderr = stream
+    if rule:
+        track_compile_time(rule)
+
+
+def track_compile_time(rule: str) -> dict[str, float]:
+    """Sum JAX's tracing, lowering and compile seconds and persistent-cache hits and
+    misses from now on, and print them at exit with the job's wall seconds:
+    `jax-compile {"rule", "compile_s", "job_s", "cache_hits", "cache_misses"}`
+    (benchmarks/compile_time.py tabulates them per rule). Returns the live totals."""
+    import jax.monitoring
+
+    start = time.perf_counter()
+    totals = {"compile_s": 0.0, "cache_hits": 0, "cache_misses": 0}
+
+    def on_duration(event: str, duration: float, **_) -> None:
+        if event in COMPILE_EVENTS:
+            totals["compile_s"] += duration
+
+    def on_event(event: str, **_) -> None:
+        if event in CACHE_EVENTS:
+            totals[CACHE_EVENTS[event]] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    jax.monitoring.register_event_listener(on_event)
+
+    def report() -> None:
+        record = {"rule": rule, **totals, "job_s": time.perf_counter() - start}
+        print(f"{COMPILE_REPORT} {json.dumps(record, sort_keys=True)}", flush=True)
+
+    atexit.register(report)
+    return totals
 
 
 def local_gpu_count() -> int:

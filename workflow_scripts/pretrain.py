@@ -2,7 +2,7 @@
 
 from gex_core.jobenv import start_job
 
-start_job(snakemake.log[0])
+start_job(snakemake.log[0], rule=snakemake.rule)
 
 from gex_core.stages.pretrain import run_pretraining  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 from gex_core.jobenv import run_inputs, start_job
 
-start_job(snakemake.log[0])
+start_job(snakemake.log[0], rule=snakemake.rule)
 
 from gex_core.stages.experiments import run_prune  # noqa: E402
 
