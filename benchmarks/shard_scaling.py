@@ -6,7 +6,9 @@ one scoring job per method and, for the smallest and largest N, with `shard_size
 Reads what the jobs themselves recorded: compute seconds of each scoring job (timing.json)
 and peak RSS from the Snakemake benchmark files. Prints
 
-- scoring seconds per method and their ratios t(N_i) / t(N_0), next to N_i / N_0;
+- scoring seconds per method and their ratios t(N_i) / t(N_0), next to N_i / N_0,
+  and the same seconds in forward passes over the scored samples timed in the same
+  job (flat in N when the cost is linear; robust to a busy machine);
 - peak RSS (MB) of the one-job scoring and of the largest shard job, per N.
 
     python benchmarks/shard_scaling.py [--sizes 10000 20000 40000] [--shard-size 5000]
@@ -148,6 +150,7 @@ def main() -> None:
                         "method": method,
                         "jobs": len(timing.get("shards", [None])),
                         "compute_s": timing["compute_seconds"],
+                        "forward_passes": timing["forward_passes"],
                         "peak_rss_mb": rss,
                     }
                 )
