@@ -35,6 +35,8 @@ rule labels:
         "logs/{dataset}/noise-{noise}/labels/seed{seed}.log",
     benchmark:
         "benchmarks/out/{dataset}/noise-{noise}/labels/seed{seed}.npz.tsv"
+    # under a second of NumPy: not worth a cluster job
+    localrule: True
     conda:
         "../envs/gex.yaml"
     threads: 1

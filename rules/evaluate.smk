@@ -25,6 +25,8 @@ rule detect:
         "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.detect.log",
     benchmark:
         "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/detection.json.tsv"
+    # metrics and two small plots in seconds: a cluster job would mostly wait
+    localrule: True
     conda:
         "../envs/gex.yaml"
     threads: 1
