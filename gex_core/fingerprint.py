@@ -8,6 +8,7 @@ exactly the stages whose scripts (transitively) import the edited module.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from pathlib import Path
 
@@ -23,6 +24,19 @@ def _imported_modules(source: str) -> set[str]:
             modules.add(node.module)
             modules.update(f"{node.module}.{alias.name}" for alias in node.names)
     return {m for m in modules if m == PACKAGE or m.startswith(PACKAGE + ".")}
+
+
+@functools.cache
+def _file_imports(path: Path, mtime_ns: int, size: int) -> frozenset[str]:
+    """gex_core modules one file imports, parsed once per version of the file: the
+    Snakefile fingerprints every job script, and the scripts share most modules (and
+    every cluster job parses the workflow again)."""
+    return frozenset(_imported_modules(path.read_text()))
+
+
+def _imports_of(path: Path) -> frozenset[str]:
+    stat = path.stat()
+    return _file_imports(path, stat.st_mtime_ns, stat.st_size)
 
 
 def _module_file(package_root: Path, module: str) -> Path | None:
@@ -47,7 +61,7 @@ def module_closure(
     pending: list[Path | str] = [script, *extra_modules]
     while pending:
         item = pending.pop()
-        names = {item} if isinstance(item, str) else _imported_modules(item.read_text())
+        names = {item} if isinstance(item, str) else _imports_of(item)
         for name in names:
             parts = name.split(".")
             for depth in range(1, len(parts) + 1):
