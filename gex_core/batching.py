@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jax
 import numpy as np
+from jax.sharding import Mesh
+
+from gex_core.devices import batch_sharding, data_mesh, per_device, replicate
 
 
 def batch_index_stream(
@@ -36,25 +40,53 @@ def padded_batches(num_samples: int, batch_size: int) -> Iterator[np.ndarray]:
 
 
 def batched_map(
-    fn: Callable[..., Any], arrays: tuple[np.ndarray, ...], batch_size: int
+    fn: Callable[..., Any],
+    arrays: tuple[np.ndarray, ...],
+    batch_size: int,
+    mesh: Mesh | None = None,
+    consts: tuple[Any, ...] = (),
 ):
-    """Apply a per-batch `fn(*batch_arrays)` over every sample exactly once.
+    """Apply a per-batch `fn(*consts, *batch_arrays)` over every sample exactly once,
+    data-parallel over the mesh's devices (default: every local device).
 
-    arrays: each of leading size N. `fn` returns an array (B, ...) or a tuple of them;
-    the result is the matching (N, ...) host array or tuple. `fn` should be jitted; it
-    sees batches of exactly min(batch_size, N) rows.
+    arrays: each of leading size N; consts: arrays or pytrees every batch shares
+    (parameters, directions), placed on the devices once. `fn` returns an array
+    (B, ...) or a tuple of them, row b depending on row b of the batch alone; the
+    result is the matching (N, ...) host array or tuple. `fn` should be jitted. Batches
+    have B = min(batch_size, N) rows rounded up to a multiple of the device count
+    (padding rows are dropped); with several devices each runs fn on its B / n rows
+    (`devices.per_device`: give a long-lived fn with consts rather than a fresh
+    closure, or each call compiles anew). On one device fn gets the host batches
+    directly, exactly as without a mesh.
     """
+    mesh = data_mesh() if mesh is None else mesh
     num_samples = arrays[0].shape[0]
-    size = min(batch_size, num_samples)
-    outputs = [
-        fn(*(a[idx] for a in arrays)) for idx in padded_batches(num_samples, size)
-    ]
+    size = -(-min(batch_size, num_samples) // mesh.size) * mesh.size
+    sharding = batch_sharding(mesh, size)
+    if sharding is None:
+        run, consts = fn, jax.device_put(consts)
+    else:
+        run = per_device(fn, mesh, len(consts), len(arrays))
+        consts = replicate(consts, mesh)
+
+    def batch(idx: np.ndarray) -> tuple:
+        start = int(idx[0])
+        # a full batch is a contiguous slice: a view, not a host copy of the rows
+        rows = slice(start, start + size) if idx[-1] == start + size - 1 else idx
+        parts = tuple(a[rows] for a in arrays)
+        return parts if sharding is None else jax.device_put(parts, sharding)
+
+    # Dispatch every batch before reading any result back, then fetch them together,
+    # so device work, transfers and the host loop overlap (jit calls are async).
+    outputs = jax.device_get(
+        [run(*consts, *batch(idx)) for idx in padded_batches(num_samples, size)]
+    )
     if isinstance(outputs[0], tuple):
         return tuple(
-            np.concatenate([np.asarray(o[i]) for o in outputs])[:num_samples]
+            np.concatenate([o[i] for o in outputs])[:num_samples]
             for i in range(len(outputs[0]))
         )
-    return np.concatenate([np.asarray(o) for o in outputs])[:num_samples]
+    return np.concatenate(outputs)[:num_samples]
 
 
 def sample_batches(

@@ -14,8 +14,10 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from gex_core.batching import batch_index_stream
+from gex_core.devices import data_mesh, replicate
 from gex_core.models import Model
 from gex_core.seeds import host_rng, jax_key
 from gex_core.train import (
@@ -61,12 +63,15 @@ def run_chain(
     augment: str = "none",
     bn_batches: int = 50,
     log: Log = log_to_stderr,
+    mesh: Mesh | None = None,
 ) -> ChainResult:
     """Run one chain and evaluate every member's per-sample losses (noisy train labels).
 
     Steps augment with jax_key(seed, "augment", chain); batch-norm models re-estimate
     their statistics after every stage (bn_batches augmented batches of the chain's
     batch size from host_rng(seed, "bn_batches", chain, stage)), before the snapshot.
+    Steps and evaluations are data-parallel over the mesh (default: every local
+    device); the members do not depend on the number of devices beyond float rounding.
     """
     hparams = dict(
         seed=seed,
@@ -78,20 +83,21 @@ def run_chain(
         weight_decay=weight_decay,
     )
     tx = sgd(optax.cosine_decay_schedule(ft_lr, ft_steps), momentum)
-    step_fn = make_train_step(model.train_forward, tx, weight_decay, augment)
+    mesh = data_mesh() if mesh is None else mesh
+    step_fn = make_train_step(model.train_forward, tx, weight_decay, augment, mesh)
     eval_fn = make_eval_fn(model.apply)
     indices = batch_index_stream(
         x_train.shape[0], batch_size, host_rng(seed, "ensemble_order", chain)
     )
-    x_all, y_all = jnp.asarray(x_train), jnp.asarray(y_train)
+    x_all, y_all = replicate((jnp.asarray(x_train), jnp.asarray(y_train)), mesh)
     aug_key = jax_key(seed, "augment", chain)
-    params = pretrained
+    params = replicate(pretrained, mesh)
     members, train_losses, test_losses = [], [], []
     for stage in range(stages):
         params, _, _, losses, _ = run_steps(
             step_fn,
             params,
-            tx.init(params),
+            replicate(tx.init(params), mesh),
             x_all,
             y_all,
             indices,
@@ -109,9 +115,12 @@ def run_chain(
             rng=host_rng(seed, "bn_batches", chain, stage),
             key=jax_key(seed, "bn_batches", chain, stage),
             augment=augment,
+            mesh=mesh,
         )
-        tr_loss, _ = evaluate(eval_fn, params, x_train, y_train, eval_batch_size)
-        te_loss, te_logits = evaluate(eval_fn, params, x_test, y_test, eval_batch_size)
+        tr_loss, _ = evaluate(eval_fn, params, x_train, y_train, eval_batch_size, mesh)
+        te_loss, te_logits = evaluate(
+            eval_fn, params, x_test, y_test, eval_batch_size, mesh
+        )
         log(
             f"chain {chain} stage {stage + 1}/{stages}: train loss {tr_loss.mean():.4f} "
             f"test loss {te_loss.mean():.4f} "

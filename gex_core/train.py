@@ -4,6 +4,11 @@ SGD with momentum, the mean softmax cross-entropy plus coupled L2 (weight_decay 
 ||theta||^2 on every trainable parameter), full shuffled batches (see
 `batch_index_stream`), optional pad-crop(-flip) augmentation inside the step, and a
 batch-norm statistics re-estimate after training (`recompute_bn`).
+
+Training and evaluation are data-parallel over a device mesh (`gex_core.devices`;
+default: every local device): parameters, optimiser state and the data arrays are
+replicated, each batch is split over the devices. One device runs exactly the
+single-device computation.
 """
 
 from __future__ import annotations
@@ -18,9 +23,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from gex_core.augment import augment_batch
 from gex_core.batching import batch_index_stream, batched_map, sample_batches
+from gex_core.devices import (
+    batch_sharding,
+    constrain,
+    data_mesh,
+    replicate,
+    replicated_jit,
+)
 from gex_core.losses import l2_penalty, per_sample_correct, per_sample_loss
 from gex_core.models import BATCH_STATS, Model
 from gex_core.seeds import host_rng, jax_key
@@ -60,11 +73,17 @@ def make_train_step(
     tx: optax.GradientTransformation,
     weight_decay: float,
     augment: str = "none",
+    mesh: Mesh | None = None,
 ) -> Callable[..., StepOutput]:
     """Jitted step(params, opt_state, x_all, y_all, idx, aug_key, step_number) on the
-    batch x_all[idx], augmented with fold_in(aug_key, step_number).
+    batch x_all[idx] (B rows), augmented with fold_in(aug_key, step_number).
 
-    apply: the training-mode forward pass (`Model.train_forward`)."""
+    apply: the training-mode forward pass (`Model.train_forward`). mesh: run
+    data-parallel on it, every argument and result replicated over its devices and the
+    batch split over them (`devices.batch_sharding`); GSPMD all-reduces the gradient
+    and batch-norm statistics, so the step computes the one-device numbers up to float
+    summation order. None: plain jit, placed where the arguments are.
+    """
 
     def objective(params, x, y):
         logits = apply(params, x)
@@ -72,9 +91,10 @@ def make_train_step(
         value = jnp.mean(losses) + weight_decay * l2_penalty(params)
         return value, (losses, per_sample_correct(logits, y))
 
-    @jax.jit
     def step(params, opt_state, x_all, y_all, idx, aug_key, step_number):
         x, y = jnp.take(x_all, idx, axis=0), jnp.take(y_all, idx, axis=0)
+        if mesh is not None:
+            x, y = constrain((x, y), batch_sharding(mesh, idx.shape[0]))
         x = augment_batch(jax.random.fold_in(aug_key, step_number), x, augment)
         grads, (losses, correct) = jax.grad(objective, has_aux=True)(params, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -82,17 +102,16 @@ def make_train_step(
             optax.apply_updates(params, updates), opt_state, losses, correct
         )
 
-    return step
+    return jax.jit(step) if mesh is None else replicated_jit(step, mesh)
 
 
 @functools.cache
-def _batch_norm_statistics(bn_statistics: Callable, augment: str) -> Callable:
-    @jax.jit
+def _batch_norm_statistics(bn_statistics: Callable, augment: str, mesh: Mesh):
     def statistics(params, x_all, idx, key):
-        x = augment_batch(key, jnp.take(x_all, idx, axis=0), augment)
-        return bn_statistics(params, x)
+        x = constrain(jnp.take(x_all, idx, axis=0), batch_sharding(mesh, idx.shape[0]))
+        return bn_statistics(params, augment_batch(key, x, augment))
 
-    return statistics
+    return replicated_jit(statistics, mesh)
 
 
 def recompute_bn(
@@ -102,9 +121,11 @@ def recompute_bn(
     batches: np.ndarray,
     key: jax.Array,
     augment: str,
+    mesh: Mesh | None = None,
 ) -> Params:
     """Batch-norm running statistics re-estimated on training batches; nothing else
-    changes. Models without batch norm are returned unchanged.
+    changes. Models without batch norm are returned unchanged. Each batch is split over
+    the mesh's devices (default: every local device).
 
     batches: (K, B) indices into x_all; batch k is augmented with fold_in(key, k). The
     new statistics are the equal-weight mean over the K batches of each batch's
@@ -116,7 +137,8 @@ def recompute_bn(
     """
     if model.bn_statistics is None:
         return params
-    statistics = _batch_norm_statistics(model.bn_statistics, augment)
+    mesh = data_mesh() if mesh is None else mesh
+    statistics = _batch_norm_statistics(model.bn_statistics, augment, mesh)
     total = None
     for k, idx in enumerate(batches):
         stats = statistics(params, x_all, idx, jax.random.fold_in(key, k))
@@ -141,10 +163,16 @@ def make_eval_fn(apply: Callable) -> Callable[..., tuple[jax.Array, jax.Array]]:
 
 
 def evaluate(
-    eval_fn: Callable, params: Params, x: np.ndarray, y: np.ndarray, batch_size: int
+    eval_fn: Callable,
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    mesh: Mesh | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample losses (N,) and logits (N, C) with every sample seen exactly once."""
-    return batched_map(lambda xb, yb: eval_fn(params, xb, yb), (x, y), batch_size)
+    """Per-sample losses (N,) and logits (N, C) with every sample seen exactly once,
+    batches split over the mesh's devices (`batched_map`; default: every local one)."""
+    return batched_map(eval_fn, (x, y), batch_size, mesh, consts=(params,))
 
 
 def raise_if_not_finite(losses: np.ndarray, stage: str, first_step: int, hparams: dict):
@@ -267,12 +295,13 @@ def bn_refresh(
     rng: np.random.Generator,
     key: jax.Array,
     augment: str,
+    mesh: Mesh | None = None,
 ) -> Params:
     """`recompute_bn` on num_batches fresh shuffled batches drawn from rng."""
     if model.bn_statistics is None:
         return params
     batches = sample_batches(x_all.shape[0], num_batches, batch_size, rng)
-    return recompute_bn(model, params, x_all, batches, key, augment)
+    return recompute_bn(model, params, x_all, batches, key, augment, mesh)
 
 
 def pretrain(
@@ -294,8 +323,10 @@ def pretrain(
     augment: str = "none",
     bn_batches: int = 50,
     log: Log = log_to_stderr,
+    mesh: Mesh | None = None,
 ) -> PretrainResult:
-    """Train from the seed's initialisation with the pretraining recipe.
+    """Train from the seed's initialisation with the pretraining recipe, data-parallel
+    over the mesh (default: every local device; `make_train_step`).
 
     x_train: (N, H, W, C), y_train: (N,) possibly noisy labels; test arrays likewise.
     Batch-norm models re-estimate their running statistics (`bn_refresh`, bn_batches
@@ -316,13 +347,14 @@ def pretrain(
     steps_per_epoch = math.ceil(n / batch_size)
     schedule = warmup_cosine_schedule(lr, epochs * steps_per_epoch, warmup_ratio)
     tx = sgd(schedule, momentum)
-    step_fn = make_train_step(model.train_forward, tx, weight_decay, augment)
+    mesh = data_mesh() if mesh is None else mesh
+    step_fn = make_train_step(model.train_forward, tx, weight_decay, augment, mesh)
     eval_fn = make_eval_fn(model.apply)
-    params = model.init(jax_key(seed, "init"))
-    opt_state = tx.init(params)
+    params = replicate(model.init(jax_key(seed, "init")), mesh)
+    opt_state = replicate(tx.init(params), mesh)
     indices = batch_index_stream(n, batch_size, host_rng(seed, "pretrain_order"))
     aug_key = jax_key(seed, "augment")
-    x_all, y_all = jnp.asarray(x_train), jnp.asarray(y_train)
+    x_all, y_all = replicate((jnp.asarray(x_train), jnp.asarray(y_train)), mesh)
     save_at = set(trajectory_epochs(epochs, num_checkpoints))
     has_bn = model.bn_statistics is not None
 
@@ -364,9 +396,10 @@ def pretrain(
                 rng=host_rng(seed, "bn_batches", epoch),
                 key=jax_key(seed, "bn_batches", epoch),
                 augment=augment,
+                mesh=mesh,
             )
             test_loss, test_logits = evaluate(
-                eval_fn, params, x_test, y_test, eval_batch_size
+                eval_fn, params, x_test, y_test, eval_batch_size, mesh
             )
             row["test_loss"] = float(test_loss.mean())
             row["test_acc"] = float((test_logits.argmax(1) == y_test).mean())
@@ -404,10 +437,11 @@ def _optimizer_and_step(
     momentum: float,
     weight_decay: float,
     augment: str,
+    mesh: Mesh,
 ):
     """(tx, jitted step) for one schedule, cached so equal-length runs compile once."""
     tx = sgd(warmup_cosine_schedule(lr, total_steps, warmup_ratio), momentum)
-    return tx, make_train_step(apply, tx, weight_decay, augment)
+    return tx, make_train_step(apply, tx, weight_decay, augment, mesh)
 
 
 def fit_fresh(
@@ -427,6 +461,7 @@ def fit_fresh(
     stage: str,
     augment: str = "none",
     bn_batches: int = 50,
+    mesh: Mesh | None = None,
 ) -> Params:
     """Train a fresh model on x_all[subset] with the pretraining recipe; return params.
 
@@ -435,9 +470,11 @@ def fit_fresh(
     exactly those steps. The step always receives the full arrays (one compilation for
     every subset whose run has the same number of steps). The init key also seeds the
     augmentation (fold_in 1) and the batch-norm re-estimate (fold_in 2), whose batches
-    of the subset continue order_rng.
+    of the subset continue order_rng. Data-parallel over the mesh (default: every local
+    device).
     """
     subset = np.asarray(subset, np.int64)
+    mesh = data_mesh() if mesh is None else mesh
     num_steps = epochs * math.ceil(subset.shape[0] / batch_size)
     tx, step_fn = _optimizer_and_step(
         model.train_forward,
@@ -447,18 +484,19 @@ def fit_fresh(
         momentum,
         weight_decay,
         augment,
+        mesh,
     )
-    params = model.init(init_key)
-    opt_state = tx.init(params)
+    params = replicate(model.init(init_key), mesh)
+    opt_state = replicate(tx.init(params), mesh)
     local = batch_index_stream(subset.shape[0], batch_size, order_rng)
     indices = (subset[i] for i in local)
-    x_dev = jnp.asarray(x_all)
+    x_dev, y_dev = replicate((jnp.asarray(x_all), jnp.asarray(y_all)), mesh)
     params, _, _, losses, _ = run_steps(
         step_fn,
         params,
         opt_state,
         x_dev,
-        jnp.asarray(y_all),
+        y_dev,
         indices,
         num_steps,
         jax.random.fold_in(init_key, 1),
@@ -475,4 +513,5 @@ def fit_fresh(
         subset[local_batches],
         jax.random.fold_in(init_key, 2),
         augment,
+        mesh,
     )

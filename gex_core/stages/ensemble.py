@@ -12,6 +12,7 @@ import numpy as np
 from gex_core.checkpoint import load_params, save_params
 from gex_core.costs import timed_forward_pass
 from gex_core.data import read_noisy_dataset
+from gex_core.devices import data_mesh, describe
 from gex_core.ensemble import run_chain
 from gex_core.io import write_npz
 from gex_core.models import make_model
@@ -36,6 +37,7 @@ def run_ensemble_chain(
     data = read_noisy_dataset(data_path, labels_path)
     model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
     pretrained = load_params(model_path, model.init(jax.random.key(0)))
+    print(f"local devices: {describe(data_mesh())} (data-parallel)")
     start = time.perf_counter()
     result = run_chain(
         model,

@@ -12,6 +12,7 @@ import pandas as pd
 from gex_core.checkpoint import save_params
 from gex_core.costs import timed_forward_pass
 from gex_core.data import read_noisy_dataset
+from gex_core.devices import data_mesh, describe
 from gex_core.io import save_figure, write_npz, write_table
 from gex_core.models import make_model, num_params
 from gex_core.plots import learning_curve
@@ -33,6 +34,7 @@ def run_pretraining(
     noisy = data.y_train
     model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
     print(f"{model_name}: {num_params(model.init(jax.random.key(0)))} parameters")
+    print(f"local devices: {describe(data_mesh())} (data-parallel)")
     result = pretrain(
         model,
         data.x_train,
