@@ -31,3 +31,14 @@ def tiny_data(n: int, in_features: int = 4, num_classes: int = 3, seed: int = 0)
     x = rng.normal(size=(n, in_features, 1, 1)).astype(np.float32)
     y = rng.integers(0, num_classes, n).astype(np.int32)
     return x, y
+
+
+def whole_set_views(data) -> dict:
+    """The MethodInputs attributes that shardable methods read, for a fake whose `data`
+    (x_train, y_train, x_test, y_test) is scored whole (no shard)."""
+    return {
+        "scored": (data.x_train, data.y_train),
+        "train_set": (data.x_train, data.y_train),
+        "test_set": (data.x_test, data.y_test),
+        "scored_rows": slice(None),
+    }

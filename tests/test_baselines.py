@@ -20,7 +20,7 @@ from gex_core.influence import (
 from gex_core.influence.projection import random_directions
 from gex_core.losses import per_sample_loss
 from gex_core.seeds import host_rng, jax_key
-from tests.helpers import tiny_data, tiny_mlp
+from tests.helpers import tiny_data, tiny_mlp, whole_set_views
 
 RECIPE = dict(
     epochs=30,
@@ -41,6 +41,7 @@ class FakeInputs:
         x, y = tiny_data(n)
         x_te, y_te = tiny_data(n_test, seed=1)
         self.data = Dataset(x, y, x_te, y_te, num_classes=3)
+        vars(self).update(whole_set_views(self.data))
         self.trajectory = trajectory or [
             self.model.init(jax.random.key(i)) for i in range(3)
         ]

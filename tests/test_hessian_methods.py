@@ -32,7 +32,7 @@ from gex_core.influence.lissa import lissa_scores
 from gex_core.losses import per_sample_loss
 from gex_core.models import Model
 from gex_core.seeds import host_rng, jax_key
-from tests.helpers import tiny_data, tiny_mlp
+from tests.helpers import tiny_data, tiny_mlp, whole_set_views
 
 N, D, C = 30, 4, 3
 L2 = 0.1  # strong regularisation: the first-order influence function is accurate
@@ -324,10 +324,12 @@ def test_registry_adapters_on_the_convex_problem(convex):
     """compute(inputs, hp) wiring: fixed batches from the seed, damping None = the
     recipe's weight decay, arnoldi's 1/k, and lissa's finite output."""
     p = convex
+    data = SimpleNamespace(x_train=p.x, y_train=p.y, x_test=p.x_te, y_test=p.y_te)
     inputs = SimpleNamespace(
         model=p.model,
         params=p.params,
-        data=SimpleNamespace(x_train=p.x, y_train=p.y, x_test=p.x_te, y_test=p.y_te),
+        data=data,
+        **whole_set_views(data),
         key=lambda stream: jax_key(0, stream),
         rng=lambda stream: host_rng(0, stream),
         eval_batch_size=16,

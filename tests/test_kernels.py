@@ -40,7 +40,7 @@ from gex_core.losses import per_sample_loss
 from gex_core.models import Model
 from gex_core.seeds import jax_key
 from gex_core.stages.influence import run_influence
-from tests.helpers import tiny_data, tiny_mlp
+from tests.helpers import tiny_data, tiny_mlp, whole_set_views
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -324,8 +324,7 @@ class TrajectoryInputs:
         self.trajectory = [as64(self.model.init(jax.random.key(i))) for i in range(3)]
         self.trajectory_lrs = np.array([0.3, 0.1, 0.0])
         self.seed, self.eval_batch_size = 0, 4  # batches of 4: padding must not count
-        self.scored = (self.data.x_train, self.data.y_train)
-        self.test_set = (self.data.x_test, self.data.y_test)
+        vars(self).update(whole_set_views(self.data))
         self.query_indices = np.arange(queries)
 
     def key(self, stream, *ids):

@@ -29,7 +29,7 @@ from gex_core.influence.la_kfac import (
 from gex_core.losses import per_sample_loss
 from gex_core.models import Model, make_model
 from gex_core.seeds import host_rng, jax_key
-from tests.helpers import tiny_data, tiny_mlp
+from tests.helpers import tiny_data, tiny_mlp, whole_set_views
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -466,6 +466,7 @@ class FakeInputs:
         self.data = SimpleNamespace(
             x_train=x[:32], y_train=y[:32], x_test=x[32:], y_test=y[32:]
         )
+        vars(self).update(whole_set_views(self.data))
         self.query_indices = np.zeros(0, np.int64)
 
     def key(self, stream, *ids):
