@@ -93,9 +93,7 @@ def linearised_losses(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pretrained losses (N,) and linearised member losses (M, N), float64."""
     fn = make_linearised_deviations(apply)
-    loss, dev = batched_map(
-        lambda xb, yb: fn(params, deltas, xb, yb), (x, y), batch_size
-    )
+    loss, dev = batched_map(fn, (x, y), batch_size, consts=(params, deltas))
     loss = np.asarray(loss, np.float64)
     return loss, loss[None, :] + np.asarray(dev, np.float64).T
 

@@ -83,9 +83,7 @@ def project_gradients(
 ) -> np.ndarray:
     """S (N, K) with S[n, k] = g_n^T v_k for every sample, each seen exactly once."""
     project = make_projector(apply, strategy)
-    return batched_map(
-        lambda xb, yb: project(params, directions, xb, yb), (x, y), batch_size
-    )
+    return batched_map(project, (x, y), batch_size, consts=(params, directions))
 
 
 def projected_scores(

@@ -140,7 +140,7 @@ def checkpoint_scores(
         )
     stats = _make_grad_stats(apply)
     sq, dots = batched_map(
-        lambda xb, yb: stats(params, directions, xb, yb), (x_train, y_train), batch_size
+        stats, (x_train, y_train), batch_size, consts=(params, directions)
     )
     dots = np.asarray(dots, np.float64)
     return Scores(sq, dots[:, 0], dots[:, 1:] if queries.size else None)
