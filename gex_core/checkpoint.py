@@ -40,7 +40,24 @@ def _shapes(state: dict) -> dict[str, tuple[int, ...]]:
     return {"/".join(k): tuple(np.shape(v)) for k, v in flatten_dict(state).items()}
 
 
-def _restore_checked(state: dict, template: Params, where: str) -> Params:
+def _origin(path: str | os.PathLike) -> str:
+    """Which model wrote the file, from the provenance record beside it, if any."""
+    from gex_core.provenance import read_provenance
+
+    record = read_provenance(path) or {}
+    model = (record.get("params") or {}).get("model")
+    if model is None:
+        return "the file has no provenance record naming its model"
+    return f"the file was written for model {model!r} (rule {record.get('rule')})"
+
+
+def _restore_checked(
+    state: dict,
+    template: Params,
+    path: str | os.PathLike,
+    model_name: str | None = None,
+    member: int | None = None,
+) -> Params:
     want = _shapes(serialization.to_state_dict(template))
     got = _shapes(state)
     if want != got:
@@ -51,28 +68,39 @@ def _restore_checked(state: dict, template: Params, where: str) -> Params:
             for k in sorted(set(want) & set(got))
             if want[k] != got[k]
         ][:3]
+        configured = (
+            "the configured model"
+            if model_name is None
+            else (f"the configured model {model_name!r}")
+        )
         raise ValueError(
-            f"{where}: checkpoint does not match the configured model "
+            f"{path}{'' if member is None else f'[{member}]'}: checkpoint does not "
+            f"match {configured}; {_origin(path)} "
             f"(missing {missing}, unexpected {extra}, shape differences {differ})"
         )
     return serialization.from_state_dict(template, state)
 
 
-def load_params(path: str | os.PathLike, template: Params) -> Params:
+def load_params(
+    path: str | os.PathLike, template: Params, model_name: str | None = None
+) -> Params:
     """Read a checkpoint into the structure of `template`, checking every shape.
 
     Raises ValueError naming the file and the first mismatching entries when the file is
-    not msgpack or was written for another model.
+    not msgpack or was written for another model: model_name (the configured model's
+    name) and, from the file's provenance record, the model that wrote it.
     """
-    return _restore_checked(_read_state(path), template, str(path))
+    return _restore_checked(_read_state(path), template, path, model_name)
 
 
-def load_params_list(path: str | os.PathLike, template: Params) -> list[Params]:
+def load_params_list(
+    path: str | os.PathLike, template: Params, model_name: str | None = None
+) -> list[Params]:
     """Read a list of parameter trees saved by `save_params`, checking every shape."""
     state = _read_state(path)
     if not state or not all(k.isdigit() for k in state):
         raise ValueError(f"{path}: expected a list of parameter trees")
     return [
-        _restore_checked(state[str(i)], template, f"{path}[{i}]")
+        _restore_checked(state[str(i)], template, path, model_name, member=i)
         for i in range(len(state))
     ]

@@ -19,6 +19,7 @@ from jax.sharding import Mesh
 from gex_core.batching import batch_index_stream
 from gex_core.devices import data_mesh, replicate
 from gex_core.models import Model
+from gex_core.resume import NO_RESUME, Resume
 from gex_core.seeds import host_rng, jax_key
 from gex_core.train import (
     Log,
@@ -30,9 +31,12 @@ from gex_core.train import (
     raise_if_not_finite,
     run_steps,
     sgd,
+    skip_batches,
 )
 
 Params = Any
+# Steps between the points where a chain may save its state (`Resume.due`)
+RESUME_CHUNK_STEPS = 10
 
 
 class ChainResult(NamedTuple):
@@ -64,6 +68,7 @@ def run_chain(
     bn_batches: int = 50,
     log: Log = log_to_stderr,
     mesh: Mesh | None = None,
+    resume: Resume = NO_RESUME,
 ) -> ChainResult:
     """Run one chain and evaluate every member's per-sample losses (noisy train labels).
 
@@ -72,6 +77,9 @@ def run_chain(
     batch size from host_rng(seed, "bn_batches", chain, stage)), before the snapshot.
     Steps and evaluations are data-parallel over the mesh (default: every local
     device); the members do not depend on the number of devices beyond float rounding.
+    resume: the chain's state (members so far, parameters and optimiser state) is saved
+    every RESUME_CHUNK_STEPS steps when due; a run with saved state continues from it,
+    with bitwise the same members and losses.
     """
     hparams = dict(
         seed=seed,
@@ -92,20 +100,69 @@ def run_chain(
     x_all, y_all = replicate((jnp.asarray(x_train), jnp.asarray(y_train)), mesh)
     aug_key = jax_key(seed, "augment", chain)
     params = replicate(pretrained, mesh)
+    opt_state = replicate(tx.init(params), mesh)
     members, train_losses, test_losses = [], [], []
-    for stage in range(stages):
-        params, _, _, losses, _ = run_steps(
-            step_fn,
-            params,
-            replicate(tx.init(params), mesh),
-            x_all,
-            y_all,
-            indices,
-            ft_steps,
-            aug_key,
-            stage * ft_steps,
+    first_stage, first_step = 0, 0
+
+    def state_template(progress: dict) -> dict:
+        done = progress["stage"]
+        return dict(
+            params=params,
+            opt_state=opt_state,
+            members=[params] * done,
+            train_losses=np.zeros((done, x_train.shape[0]), np.float32),
+            test_losses=np.zeros((done, x_test.shape[0]), np.float32),
         )
-        raise_if_not_finite(losses, f"ensemble chain {chain} stage {stage}", 0, hparams)
+
+    saved = resume.restore(state_template)
+    if saved is not None:
+        progress, state = saved
+        first_stage, first_step = progress["stage"], progress["step"]
+        params, opt_state = replicate((state["params"], state["opt_state"]), mesh)
+        members = list(state["members"])
+        train_losses = list(state["train_losses"])
+        test_losses = list(state["test_losses"])
+        skip_batches(indices, first_stage * ft_steps + first_step)
+
+    def save(stage: int, step: int) -> None:
+        resume.save(
+            dict(stage=stage, step=step),
+            dict(
+                params=params,
+                opt_state=opt_state,
+                members=members,
+                train_losses=np.asarray(train_losses, np.float32).reshape(
+                    len(members), x_train.shape[0]
+                ),
+                test_losses=np.asarray(test_losses, np.float32).reshape(
+                    len(members), x_test.shape[0]
+                ),
+            ),
+        )
+
+    for stage in range(first_stage, stages):
+        step = first_step if stage == first_stage else 0
+        if step == 0:
+            opt_state = replicate(tx.init(params), mesh)
+        while step < ft_steps:
+            chunk = min(RESUME_CHUNK_STEPS, ft_steps - step)
+            params, opt_state, _, losses, _ = run_steps(
+                step_fn,
+                params,
+                opt_state,
+                x_all,
+                y_all,
+                indices,
+                chunk,
+                aug_key,
+                stage * ft_steps + step,
+            )
+            raise_if_not_finite(
+                losses, f"ensemble chain {chain} stage {stage}", step, hparams
+            )
+            step += chunk
+            if step < ft_steps and resume.due():
+                save(stage, step)
         params = bn_refresh(
             model,
             params,
@@ -129,4 +186,6 @@ def run_chain(
         members.append(params)
         train_losses.append(tr_loss)
         test_losses.append(te_loss)
+        if stage + 1 < stages and resume.due():
+            save(stage + 1, 0)
     return ChainResult(members, np.stack(train_losses), np.stack(test_losses))

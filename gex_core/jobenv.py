@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 DEFAULT_COMPILATION_CACHE = ".jax_cache"
 # JAX's monitoring events for the three phases of turning a function into an executable
@@ -48,6 +49,59 @@ def start_job(log_path: str | None, rule: str | None = None) -> None:
         sys.stdout = sys.stderr = stream
     if rule:
         track_compile_time(rule)
+
+
+class Job:
+    """A running workflow job (`begin_job`): its in-progress store and its finish."""
+
+    def __init__(self, smk, start: float) -> None:
+        from gex_core.resume import DEFAULT_EVERY_S, Resume, job_resume_folder
+
+        self.smk = smk
+        self.start = start
+        every_s = smk.config.get("resume_every_s", DEFAULT_EVERY_S)
+        self.resume = Resume(
+            None if every_s is None else job_resume_folder(smk.output[0]),
+            {
+                "rule": smk.rule,
+                "wildcards": dict(smk.wildcards.items()),
+                "params": dict(smk.params.items()),
+            },
+            every_s=0.0 if every_s is None else float(every_s),
+        )
+
+    def finish(self) -> None:
+        """Call after every output is written: write each one's provenance record
+        and delete the job's in-progress state."""
+        from gex_core.provenance import job_provenance, write_provenance
+
+        record = job_provenance(
+            rule=self.smk.rule,
+            wildcards=dict(self.smk.wildcards.items()),
+            params=dict(self.smk.params.items()),
+            inputs=list(self.smk.input),
+            workflow_dir=str(Path(self.smk.scriptdir).parent),
+            start=self.start,
+            end=time.time(),
+        )
+        for output in self.smk.output:
+            write_provenance(output, record)
+        self.resume.clear()
+
+
+def begin_job(smk, uses_jax: bool = True) -> Job:
+    """Set a workflow job up from its Snakemake object: `start_job` (log, JAX
+    settings, compile-time report for JAX jobs), and remove provenance records left
+    beside its outputs by an earlier run (Snakemake removed the outputs themselves).
+    Scripts call `job.finish()` once their outputs are written."""
+    from gex_core.provenance import iso_utc, provenance_path
+
+    start = time.time()
+    start_job(smk.log[0], rule=smk.rule if uses_jax else None)
+    print(f"job {smk.rule} started {iso_utc(start)}", flush=True)
+    for output in smk.output:
+        provenance_path(output).unlink(missing_ok=True)
+    return Job(smk, start)
 
 
 def track_compile_time(rule: str) -> dict[str, float]:

@@ -36,6 +36,7 @@ from gex_core.devices import (
 )
 from gex_core.losses import l2_penalty, per_sample_correct, per_sample_loss
 from gex_core.models import BATCH_STATS, Model
+from gex_core.resume import NO_RESUME, Resume
 from gex_core.seeds import host_rng, jax_key
 
 Params = Any
@@ -220,6 +221,13 @@ def run_steps(
     )
 
 
+def skip_batches(indices: Iterator[np.ndarray], count: int) -> None:
+    """Advance a batch stream past `count` batches, as the steps a resumed run already
+    took drew them (the stream's random state ends where it was)."""
+    for _ in range(count):
+        next(indices)
+
+
 def trajectory_epochs(num_epochs: int, num_checkpoints: int) -> list[int]:
     """Epochs of the T trajectory checkpoints, evenly spaced over the second half.
 
@@ -276,6 +284,9 @@ def update_record(
         last_loss[step_idx] = step_loss
 
 
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc")
+
+
 class PretrainResult(NamedTuple):
     """params: final model; trajectory: [(epoch, params)]; history: per-epoch rows."""
 
@@ -324,6 +335,7 @@ def pretrain(
     bn_batches: int = 50,
     log: Log = log_to_stderr,
     mesh: Mesh | None = None,
+    resume: Resume = NO_RESUME,
 ) -> PretrainResult:
     """Train from the seed's initialisation with the pretraining recipe, data-parallel
     over the mesh (default: every local device; `make_train_step`).
@@ -333,6 +345,8 @@ def pretrain(
     augmented batches) before every evaluation and checkpoint, which is every 10 epochs,
     at trajectory checkpoints and at the end; other epochs leave the test columns of
     the history empty. Models without batch norm are evaluated every epoch.
+    resume: the whole state is saved after an epoch when due, and a run with saved
+    state continues after its last saved epoch (results bitwise unchanged).
     """
     hparams = dict(
         seed=seed,
@@ -363,7 +377,28 @@ def pretrain(
     prev_correct = np.zeros(n, np.float32)
     ever_correct = np.zeros(n, bool)
     trajectory, history = [], []
-    for epoch in range(1, epochs + 1):
+    first_epoch = 1
+
+    def state_template(progress: dict) -> dict:
+        return dict(
+            params=params,
+            opt_state=opt_state,
+            record=(last_loss, forgetting, prev_correct, ever_correct),
+            trajectory=[params] * len(progress["trajectory_epochs"]),
+        )
+
+    saved = resume.restore(state_template)
+    if saved is not None:
+        progress, state = saved
+        params, opt_state = replicate((state["params"], state["opt_state"]), mesh)
+        last_loss, forgetting, prev_correct, ever_correct = state["record"]
+        epochs_saved = progress["trajectory_epochs"]
+        trajectory = list(zip(epochs_saved, state["trajectory"], strict=True))
+        # JSON sorted the keys; the table keeps the order the rows are made in
+        history = [{k: r[k] for k in HISTORY_COLUMNS} for r in progress["history"]]
+        first_epoch = progress["epoch"] + 1
+        skip_batches(indices, progress["epoch"] * steps_per_epoch)
+    for epoch in range(first_epoch, epochs + 1):
         params, opt_state, idx, losses, correct = run_steps(
             step_fn,
             params,
@@ -410,6 +445,20 @@ def pretrain(
             log(
                 f"epoch {epoch}/{epochs} train_loss {row['train_loss']:.4f} "
                 f"train_acc {row['train_acc']:.4f} test_acc {row['test_acc']:.4f}"
+            )
+        if epoch < epochs and resume.due():
+            resume.save(
+                dict(
+                    epoch=epoch,
+                    history=history,
+                    trajectory_epochs=[e for e, _ in trajectory],
+                ),
+                dict(
+                    params=params,
+                    opt_state=opt_state,
+                    record=(last_loss, forgetting, prev_correct, ever_correct),
+                    trajectory=[p for _, p in trajectory],
+                ),
             )
     record = TrainingRecord(last_loss, forgetting, learned=ever_correct)
     return PretrainResult(params, trajectory, history, record)
@@ -462,6 +511,7 @@ def fit_fresh(
     augment: str = "none",
     bn_batches: int = 50,
     mesh: Mesh | None = None,
+    resume: Resume = NO_RESUME,
 ) -> Params:
     """Train a fresh model on x_all[subset] with the pretraining recipe; return params.
 
@@ -471,11 +521,13 @@ def fit_fresh(
     every subset whose run has the same number of steps). The init key also seeds the
     augmentation (fold_in 1) and the batch-norm re-estimate (fold_in 2), whose batches
     of the subset continue order_rng. Data-parallel over the mesh (default: every local
-    device).
+    device). resume: state saved after an epoch when due; a run with saved state
+    continues from it (results bitwise unchanged).
     """
     subset = np.asarray(subset, np.int64)
     mesh = data_mesh() if mesh is None else mesh
-    num_steps = epochs * math.ceil(subset.shape[0] / batch_size)
+    steps_per_epoch = math.ceil(subset.shape[0] / batch_size)
+    num_steps = epochs * steps_per_epoch
     tx, step_fn = _optimizer_and_step(
         model.train_forward,
         lr,
@@ -491,18 +543,31 @@ def fit_fresh(
     local = batch_index_stream(subset.shape[0], batch_size, order_rng)
     indices = (subset[i] for i in local)
     x_dev, y_dev = replicate((jnp.asarray(x_all), jnp.asarray(y_all)), mesh)
-    params, _, _, losses, _ = run_steps(
-        step_fn,
-        params,
-        opt_state,
-        x_dev,
-        y_dev,
-        indices,
-        num_steps,
-        jax.random.fold_in(init_key, 1),
-    )
     hparams = dict(epochs=epochs, batch_size=batch_size, lr=lr, n=subset.shape[0])
-    raise_if_not_finite(losses, stage, 0, hparams)
+    first_epoch = 0
+    saved = resume.restore(lambda _: dict(params=params, opt_state=opt_state))
+    if saved is not None:
+        progress, state = saved
+        params, opt_state = replicate((state["params"], state["opt_state"]), mesh)
+        first_epoch = progress["epochs_done"]
+        skip_batches(local, first_epoch * steps_per_epoch)
+    for epoch in range(first_epoch, epochs):
+        params, opt_state, _, losses, _ = run_steps(
+            step_fn,
+            params,
+            opt_state,
+            x_dev,
+            y_dev,
+            indices,
+            steps_per_epoch,
+            jax.random.fold_in(init_key, 1),
+            epoch * steps_per_epoch,
+        )
+        raise_if_not_finite(losses, stage, epoch * steps_per_epoch, hparams)
+        if epoch + 1 < epochs and resume.due():
+            resume.save(
+                dict(epochs_done=epoch + 1), dict(params=params, opt_state=opt_state)
+            )
     if model.bn_statistics is None:
         return params
     local_batches = sample_batches(subset.shape[0], bn_batches, batch_size, order_rng)

@@ -6,6 +6,7 @@ import pytest
 
 from gex_core.checkpoint import load_params, load_params_list, save_params
 from gex_core.models import make_model
+from gex_core.provenance import write_provenance
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,18 @@ def test_checkpoint_of_another_model_is_refused_with_both_shapes(tmp_path, model
     with pytest.raises(ValueError, match="does not match the configured model") as err:
         load_params(tmp_path / "cnn.msgpack", mlp.init(jax.random.key(0)))
     assert "cnn.msgpack" in str(err.value)
+    assert "no provenance record" in str(err.value)
+    # with the record the workflow writes beside it, both models are named
+    write_provenance(
+        tmp_path / "cnn.msgpack", {"rule": "pretrain", "params": {"model": "cnn"}}
+    )
+    with pytest.raises(ValueError) as err:
+        load_params(tmp_path / "cnn.msgpack", mlp.init(jax.random.key(0)), "mlp")
+    assert (
+        "does not match the configured model 'mlp'; the file was written for "
+        "model 'cnn' (rule pretrain)" in str(err.value)
+    )
+    assert "shape differences" in str(err.value)
 
 
 def test_pickle_payload_is_refused_without_running(tmp_path, models):

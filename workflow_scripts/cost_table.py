@@ -1,8 +1,8 @@
 """Cost per method and per rule, from this run's benchmark and timing files."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.stages.evaluate import run_cost_tables  # noqa: E402
 
@@ -13,3 +13,4 @@ run_cost_tables(
     method_table=snakemake.output.methods,
     rule_table=snakemake.output.rules,
 )
+job.finish()

@@ -1,8 +1,8 @@
 """Mislabel detection of one method's self-influence against the noise mask."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.stages.evaluate import run_detection  # noqa: E402
 
@@ -14,3 +14,4 @@ metrics = run_detection(
     outputs=dict(snakemake.output.items()),
 )
 print(metrics)
+job.finish()

@@ -1,8 +1,8 @@
 """Run one geometric-ensemble chain (S fine-tuning stages) from the pretrained model."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0], rule=snakemake.rule)
+job = begin_job(snakemake)
 
 from gex_core.stages.ensemble import run_ensemble_chain  # noqa: E402
 
@@ -17,4 +17,6 @@ run_ensemble_chain(
     pretrain_recipe=snakemake.params.pretrain_recipe,
     eval_batch_size=snakemake.params.eval_batch_size,
     outputs=dict(snakemake.output.items()),
+    resume=job.resume,
 )
+job.finish()

@@ -1,8 +1,8 @@
 """Most helpful and most harmful training images for a few test queries."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.stages.figures import run_examples  # noqa: E402
 
@@ -16,3 +16,4 @@ run_examples(
     "train x test influence",
     output=snakemake.output.figure,
 )
+job.finish()

@@ -1,8 +1,8 @@
 """The top-scored training images of one method and seed, with given and true labels."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.stages.figures import run_gallery  # noqa: E402
 
@@ -15,3 +15,4 @@ run_gallery(
     "highest self-influence",
     output=snakemake.output.figure,
 )
+job.finish()

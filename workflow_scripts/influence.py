@@ -1,8 +1,8 @@
 """Score the training set (or one shard of it) with one influence method."""
 
-from gex_core.jobenv import run_inputs, start_job
+from gex_core.jobenv import begin_job, run_inputs
 
-start_job(snakemake.log[0], rule=snakemake.rule)
+job = begin_job(snakemake)
 
 from gex_core.data import stored_train_size  # noqa: E402
 from gex_core.shards import shard_rows  # noqa: E402
@@ -24,6 +24,8 @@ run_influence(
         chain_paths=tuple(snakemake.input.chains),
         queries=int(snakemake.params.queries),
         shard=shard,
+        resume=job.resume,
     ),
     outputs=dict(snakemake.output.items()),
 )
+job.finish()

@@ -1,8 +1,8 @@
 """Merge one method's shard scores into the scores of the whole training set."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.stages.influence import run_gather  # noqa: E402
 
@@ -12,3 +12,4 @@ run_gather(
     data_path=snakemake.input.data,
     outputs=dict(snakemake.output.items()),
 )
+job.finish()

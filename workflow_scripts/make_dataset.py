@@ -1,8 +1,8 @@
 """Load the configured data set once and store its fixed train/test split."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.data import load_dataset, save_dataset  # noqa: E402
 
@@ -15,3 +15,4 @@ print(
     f"{data.x_test.shape[0]} test, images {data.x_train.shape[1:]}, "
     f"{data.num_classes} classes"
 )
+job.finish()

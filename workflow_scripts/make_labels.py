@@ -1,8 +1,8 @@
 """Noisy training labels and the noise mask for one (data set, noise, seed)."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.data import make_noisy_labels, read_dataset  # noqa: E402
 from gex_core.io import write_json, write_npz  # noqa: E402
@@ -25,3 +25,4 @@ summary = {
 }
 write_json(snakemake.output.summary, summary)
 print(summary)
+job.finish()

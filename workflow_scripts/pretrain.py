@@ -1,8 +1,8 @@
 """Pretrain on the noisy labels; save model, trajectory, per-sample record and history."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0], rule=snakemake.rule)
+job = begin_job(snakemake)
 
 from gex_core.stages.pretrain import run_pretraining  # noqa: E402
 
@@ -14,4 +14,6 @@ run_pretraining(
     recipe=snakemake.params.recipe,
     eval_batch_size=snakemake.params.eval_batch_size,
     outputs=dict(snakemake.output.items()),
+    resume=job.resume,
 )
+job.finish()

@@ -1,14 +1,14 @@
 """Prune a fraction of the training set by a method's self-influence, retrain."""
 
-from gex_core.jobenv import run_inputs, start_job
+from gex_core.jobenv import begin_job, run_inputs
 
-start_job(snakemake.log[0], rule=snakemake.rule)
+job = begin_job(snakemake)
 
 from gex_core.stages.experiments import run_prune  # noqa: E402
 
 print(
     run_prune(
-        inputs=run_inputs(snakemake),
+        inputs=run_inputs(snakemake, resume=job.resume),
         method=snakemake.wildcards.method,
         scores_path=snakemake.input.scores,
         fraction=float(snakemake.wildcards.fraction),
@@ -16,3 +16,4 @@ print(
         outputs=dict(snakemake.output.items()),
     )
 )
+job.finish()

@@ -1,8 +1,8 @@
 """Spearman agreement of the methods' self-influence rankings, averaged over seeds."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.stages.summaries import run_rank_agreement  # noqa: E402
 
@@ -16,3 +16,4 @@ print(
         plot=snakemake.output.plot,
     ).to_string()
 )
+job.finish()

@@ -1,15 +1,16 @@
 """Retrain on the clean labels (oracle) or on the model's predictions for every sample."""
 
-from gex_core.jobenv import run_inputs, start_job
+from gex_core.jobenv import begin_job, run_inputs
 
-start_job(snakemake.log[0], rule=snakemake.rule)
+job = begin_job(snakemake)
 
 from gex_core.stages.experiments import run_relabel_baseline  # noqa: E402
 
 print(
     run_relabel_baseline(
-        inputs=run_inputs(snakemake),
+        inputs=run_inputs(snakemake, resume=job.resume),
         setting=snakemake.wildcards.setting,
         outputs=dict(snakemake.output.items()),
     )
 )
+job.finish()

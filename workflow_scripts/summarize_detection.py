@@ -1,8 +1,8 @@
 """Detection table and bar chart over seeds for every configured method."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.stages.evaluate import run_summarize_detection  # noqa: E402
 
@@ -15,3 +15,4 @@ summary = run_summarize_detection(
     plot=snakemake.output.plot,
 )
 print(summary.to_string())
+job.finish()

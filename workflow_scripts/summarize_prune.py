@@ -1,8 +1,8 @@
 """Test accuracy against the fraction pruned, per method, over seeds."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.stages.summaries import run_prune_summary  # noqa: E402
 
@@ -15,3 +15,4 @@ print(
         plot=snakemake.output.plot,
     ).to_string()
 )
+job.finish()

@@ -1,8 +1,8 @@
 """Test accuracy after relabeling over seeds: every method against the baselines."""
 
-from gex_core.jobenv import start_job
+from gex_core.jobenv import begin_job
 
-start_job(snakemake.log[0])
+job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.stages.summaries import run_relabel_summary  # noqa: E402
 
@@ -16,3 +16,4 @@ print(
         plot=snakemake.output.plot,
     ).to_string()
 )
+job.finish()

@@ -47,6 +47,7 @@ from gex_core.influence.hessian import (
 )
 from gex_core.influence.projection import project_gradients, projected_scores
 from gex_core.influence.scores import Scores
+from gex_core.resume import NO_RESUME, Resume
 
 Params = Any
 
@@ -73,13 +74,16 @@ def arnoldi_iteration(
     start: np.ndarray,
     iterations: int,
     tol: float = 1e-6,
+    resume: Resume = NO_RESUME,
 ) -> Krylov:
     """Arnoldi with Gram-Schmidt (classical, applied twice) on a symmetric operator, in
     float64.
 
     matvec: (P,) float64 -> (P,) float64; start: (P,) nonzero; iterations: the number of
     matvecs, i.e. the largest Krylov dimension m. Early stop at m < iterations when the
-    orthogonalised direction has norm < tol * ||H q_n||.
+    orthogonalised direction has norm < tol * ||H q_n||. resume: the basis and
+    Hessenberg matrix are saved after an iteration when due; a run with saved state
+    continues after its last saved iteration.
     """
     if iterations < 1:
         raise ValueError(f"arnoldi needs iterations >= 1, got {iterations}")
@@ -87,7 +91,12 @@ def arnoldi_iteration(
     basis = np.zeros((iterations + 1, start.shape[0]))
     basis[0] = start / np.linalg.norm(start)
     h = np.zeros((iterations + 1, iterations))
-    for n in range(iterations):
+    first = 0
+    saved = resume.restore(lambda _: dict(basis=basis, hessenberg=h))
+    if saved is not None:
+        progress, state = saved
+        first, basis, h = progress["done"], state["basis"], state["hessenberg"]
+    for n in range(first, iterations):
         w = np.array(matvec(basis[n]), np.float64)  # a writable copy
         scale = np.linalg.norm(w)
         # Classical Gram-Schmidt applied twice ("twice is enough"): orthogonal to
@@ -105,6 +114,8 @@ def arnoldi_iteration(
             break
         h[n + 1, n] = beta
         basis[n + 1] = w / beta
+        if resume.due():
+            resume.save(dict(done=n + 1), dict(basis=basis, hessenberg=h))
     return Krylov(basis[:m], h[:m, :m])
 
 
@@ -165,6 +176,7 @@ def arnoldi_eigenpairs(
     iterations: int,
     top_k: int,
     tol: float = 1e-6,
+    resume: Resume = NO_RESUME,
 ) -> Eigenpairs:
     """Top-k positive eigenpairs of the Hessian of the mean loss over the samples
     indexed by `batches` (num_batches, B). key draws the start vector q_0 ~ N(0, I)."""
@@ -173,7 +185,7 @@ def arnoldi_eigenpairs(
             f"arnoldi needs 1 <= top_k <= iterations, got {top_k}, {iterations}"
         )
     matvec, size = fixed_batch_operator(apply, params, x_train, y_train, batches)
-    krylov = arnoldi_iteration(matvec, start_vector(key, size), iterations, tol)
+    krylov = arnoldi_iteration(matvec, start_vector(key, size), iterations, tol, resume)
     return distill(krylov, top_k)
 
 
@@ -194,6 +206,7 @@ def arnoldi_scores(
     tol: float = 1e-6,
     queries: np.ndarray | None = None,
     scored: tuple[np.ndarray, np.ndarray] | None = None,
+    resume: Resume = NO_RESUME,
 ) -> tuple[Scores, Eigenpairs]:
     """Arnoldi self and test influence (n,) and kernel (n, Q) of the query test
     indices (None without queries) of the scored training samples (x, y) (None: all
@@ -209,6 +222,7 @@ def arnoldi_scores(
         iterations=iterations,
         top_k=top_k,
         tol=tol,
+        resume=resume,
     )
     directions = as_directions(eig.vectors, params)
     dtype = ravel_pytree(params)[0].dtype
@@ -261,6 +275,7 @@ def compute(inputs, hp: dict) -> Scores:
         strategy=str(hp.get("strategy", "vjp")),
         queries=inputs.query_indices,
         scored=inputs.scored,
+        resume=inputs.resume,
     )
     print(
         f"arnoldi: kept {eig.values.shape[0]} eigenvalues "

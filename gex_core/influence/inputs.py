@@ -16,6 +16,7 @@ from gex_core.data import (
     stored_train_size,
 )
 from gex_core.io import npz_memmap, read_npz
+from gex_core.resume import NO_RESUME, Resume
 
 Params = Any
 
@@ -27,7 +28,8 @@ class MethodInputs:
     pretrain_dir: the pretraining stage's folder (model.msgpack, trajectory.msgpack,
     record.npz, losses.npz, history.tsv); chain_paths: ensemble chain .npz files (member
     losses), in chain order; recipe: the pretraining config (epochs, batch_size, lr,
-    weight_decay, warmup_ratio, momentum, num_checkpoints), for methods that retrain.
+    weight_decay, warmup_ratio, momentum, num_checkpoints), for methods that retrain;
+    resume: the job's in-progress store (`gex_core.resume`) for a method's long loop.
     Methods never see the clean labels or the noise mask.
     """
 
@@ -44,6 +46,7 @@ class MethodInputs:
         chain_paths: tuple[str, ...] = (),
         queries: int = 0,
         shard: tuple[int, int] | None = None,
+        resume: Resume = NO_RESUME,
     ):
         if int(queries) < 0:
             raise ValueError(f"queries must be >= 0, got {queries}")
@@ -61,6 +64,7 @@ class MethodInputs:
         self.chain_paths = tuple(chain_paths)
         self.queries = int(queries)
         self.shard = None if shard is None else (int(shard[0]), int(shard[1]))
+        self.resume = resume
 
     def key(self, stream: str, *ids: int):
         """A JAX key of this run's seed for one of `gex_core.seeds.STREAMS`."""
@@ -161,7 +165,9 @@ class MethodInputs:
         """The pretrained parameters theta*."""
         from gex_core.checkpoint import load_params
 
-        return load_params(f"{self.pretrain_dir}/model.msgpack", self.template)
+        return load_params(
+            f"{self.pretrain_dir}/model.msgpack", self.template, self.model_name
+        )
 
     @cached_property
     def trajectory(self) -> list[Params]:
@@ -169,7 +175,7 @@ class MethodInputs:
         from gex_core.checkpoint import load_params_list
 
         return load_params_list(
-            f"{self.pretrain_dir}/trajectory.msgpack", self.template
+            f"{self.pretrain_dir}/trajectory.msgpack", self.template, self.model_name
         )
 
     @cached_property

@@ -16,6 +16,7 @@ from gex_core.devices import data_mesh, describe
 from gex_core.ensemble import run_chain
 from gex_core.io import write_npz
 from gex_core.models import make_model
+from gex_core.resume import NO_RESUME, Resume
 
 
 def run_ensemble_chain(
@@ -30,13 +31,14 @@ def run_ensemble_chain(
     pretrain_recipe: Mapping[str, Any],
     eval_batch_size: int,
     outputs: Mapping[str, str],
+    resume: Resume = NO_RESUME,
 ) -> None:
     """recipe: the ensemble config; pretrain_recipe: the pretraining config (weight
     decay, momentum, augmentation, batch-norm batches carry over). outputs: losses (.npz: train_losses (S, N), test_losses (S, N_te), and the
     chain's compute_seconds and forward_pass_seconds, timed in this process), members."""
     data = read_noisy_dataset(data_path, labels_path)
     model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
-    pretrained = load_params(model_path, model.init(jax.random.key(0)))
+    pretrained = load_params(model_path, model.init(jax.random.key(0)), model_name)
     print(f"local devices: {describe(data_mesh())} (data-parallel)")
     start = time.perf_counter()
     result = run_chain(
@@ -57,6 +59,7 @@ def run_ensemble_chain(
         eval_batch_size=eval_batch_size,
         augment=str(pretrain_recipe["augment"]),
         bn_batches=int(pretrain_recipe["bn_batches"]),
+        resume=resume,
     )
     compute_s = time.perf_counter() - start
     forward_s = timed_forward_pass(

@@ -55,6 +55,7 @@ def retrain_test_accuracy(
         order_rng=host_rng(inputs.seed, "pretrain_order"),
         epochs=int(inputs.recipe["epochs"]),
         stage=stage,
+        resume=inputs.resume,
         **training_recipe(inputs.recipe),
     )
     eval_fn = make_eval_fn(inputs.model.apply)

@@ -16,6 +16,7 @@ from gex_core.devices import data_mesh, describe
 from gex_core.io import save_figure, write_npz, write_table
 from gex_core.models import make_model, num_params
 from gex_core.plots import learning_curve
+from gex_core.resume import NO_RESUME, Resume
 from gex_core.train import evaluate, make_eval_fn, pretrain
 
 
@@ -28,6 +29,7 @@ def run_pretraining(
     recipe: Mapping[str, Any],
     eval_batch_size: int,
     outputs: Mapping[str, str],
+    resume: Resume = NO_RESUME,
 ) -> None:
     """outputs: model, trajectory, record, losses, history, curve (file paths)."""
     data = read_noisy_dataset(data_path, labels_path)
@@ -52,6 +54,7 @@ def run_pretraining(
         eval_batch_size=eval_batch_size,
         augment=str(recipe["augment"]),
         bn_batches=int(recipe["bn_batches"]),
+        resume=resume,
     )
     eval_fn = make_eval_fn(model.apply)
     train_loss, _ = evaluate(
