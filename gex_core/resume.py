@@ -2,9 +2,9 @@
 
 Snakemake deletes a job's declared outputs before it runs, so the state lives in an
 undeclared folder, `resume/<the job's first output path>/` (`job_resume_folder`):
-`state.msgpack` (arrays, flax msgpack: never pickle) and `state.json` (the job's
-identity, the loop's progress and the msgpack's sha256, written second, so a pair is
-complete or ignored). The identity is the rule, wildcards and resolved params, the
+`state-<digest>.msgpack` (arrays, flax msgpack: never pickle) and `state.json` (the
+job's identity, the loop's progress and the name and sha256 of its arrays file, written
+after it, so a kill at any moment leaves the last complete save). The identity is the rule, wildcards and resolved params, the
 code fingerprint among them: state saved by other settings or other code is refused
 (deleted, with a log line), never resumed from. The job deletes the folder once its
 outputs are in place.
@@ -81,16 +81,26 @@ class Resume:
             return
         from gex_core.checkpoint import save_params  # JAX: only jobs that save
 
-        arrays = self.folder / "state.msgpack"
-        save_params(arrays, state)
+        # arrays first, under a new name, then the json naming them: a kill at any
+        # moment leaves the last complete pair
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "arrays.msgpack.new"
+        save_params(tmp, state)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        arrays = f"state-{digest[:16]}.msgpack"
+        tmp.replace(self.folder / arrays)
         write_json(
             self.folder / "state.json",
             {
                 "identity": self.identity,
                 "progress": canonical(dict(progress)),
-                "sha256": hashlib.sha256(arrays.read_bytes()).hexdigest(),
+                "arrays": arrays,
+                "sha256": digest,
             },
         )
+        for old in self.folder.glob("state-*.msgpack"):
+            if old.name != arrays:
+                old.unlink()
         self._last_save = time.monotonic()
         self.log(f"resume: saved {brief(progress)} to {self.folder} ({self._clock()})")
 
@@ -109,7 +119,7 @@ class Resume:
 
         try:
             meta = json.loads((self.folder / "state.json").read_text())
-            arrays = self.folder / "state.msgpack"
+            arrays = self.folder / str(meta.get("arrays"))
             if meta.get("identity") != self.identity:
                 return self._refuse(
                     "it was saved by a job with other settings or code "

@@ -36,7 +36,8 @@ def resumed(run, folder, saves):
     """run(resume) killed after `saves` saves, then rerun with a fresh store."""
     with pytest.raises(Killed):
         run(KilledAfterSaves(folder, saves))
-    assert (folder / "state.msgpack").exists()
+    assert (folder / "state.json").exists()
+    assert len(list(folder.glob("state-*.msgpack"))) == 1  # older saves removed
     return run(Resume(folder, {"job": "test"}, every_s=0.0, log=print))
 
 
@@ -180,6 +181,7 @@ def test_unreadable_or_mismatched_state_is_refused(tmp_path, capsys):
     assert store.restore(lambda _: {"basis": np.zeros((3, 5))}) is None
     assert "cannot be read" in capsys.readouterr().out
     store.save({"done": 1}, {"basis": np.zeros((3, 4))})
-    (tmp_path / "state.msgpack").write_bytes(b"\x80\x04junk")  # changed after saving
+    arrays = json.loads((tmp_path / "state.json").read_text())["arrays"]
+    (tmp_path / arrays).write_bytes(b"\x80\x04junk")  # changed after saving
     assert store.restore(lambda _: {"basis": np.zeros((3, 4))}) is None
     assert "do not match its state.json" in capsys.readouterr().out

@@ -11,7 +11,6 @@ Needs root and the slurm-wlm and munge packages; skipped without them unless
 GEX_REQUIRE_SLURM=1 (set by .ci/run), which turns the skip into a failure.
 """
 
-import json
 import os
 import re
 import shutil
@@ -21,7 +20,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -31,7 +29,13 @@ from tests.slurm_cluster import (
     derive_test_profile,
     unavailable_reason,
 )
-from tests.workflow_util import ROOT, copy_workflow, snakemake
+from tests.workflow_util import (
+    ROOT,
+    assert_same_results,
+    copy_workflow,
+    result_files,
+    snakemake,
+)
 
 pytestmark = pytest.mark.slurm
 
@@ -167,34 +171,6 @@ def jobs_of(output: str) -> tuple[dict[str, str], dict[str, bool]]:
     return rule, local
 
 
-def result_files(workdir: Path) -> dict[str, Path]:
-    return {
-        str(path.relative_to(workdir)): path
-        for path in (workdir / "results").rglob("*")
-        if path.is_file()
-    }
-
-
-def assert_same_result(name: str, local: Path, remote: Path) -> None:
-    """Bitwise equality of everything but wall-clock measurements."""
-    if name.endswith(".npz"):
-        with np.load(local) as a, np.load(remote) as b:
-            assert sorted(a.files) == sorted(b.files), name
-            for key in a.files:
-                if key.endswith("_seconds"):  # timing, not a result
-                    continue
-                x, y = a[key], b[key]
-                assert (x.dtype, x.shape) == (y.dtype, y.shape), (name, key)
-                assert x.tobytes() == y.tobytes(), (name, key)
-    elif name.endswith("timing.json"):  # seconds and their ratio only
-        assert (
-            json.loads(local.read_text()).keys()
-            == json.loads(remote.read_text()).keys()
-        )
-    else:  # detection json, label json, tsv tables, msgpack checkpoints, png figures
-        assert local.read_bytes() == remote.read_bytes(), name
-
-
 def test_slurm_run_matches_a_local_run(slurm_cluster, tmp_path, monkeypatch):
     workflow = copy_workflow(tmp_path / "workflow")
     profile = derive_test_profile(
@@ -260,9 +236,8 @@ def test_slurm_run_matches_a_local_run(slurm_cluster, tmp_path, monkeypatch):
     # jobs run the same Python with the same environment (JAX_PLATFORMS included)
     # and, with task/none, see every core as the local jobs do.
     local_files = result_files(tmp_path / "local")
-    remote_files = result_files(tmp_path / "slurm")
-    assert sorted(local_files) == sorted(remote_files)
     assert sum(name.endswith("scores.npz") for name in local_files) == 4
     assert sum(name.endswith(".msgpack") for name in local_files) == 8
-    for name, path in local_files.items():
-        assert_same_result(name, path, remote_files[name])
+    assert assert_same_results(tmp_path / "local", tmp_path / "slurm") == len(
+        local_files
+    )

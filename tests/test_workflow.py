@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow_util import ROOT, copy_workflow, planned_jobs, snakemake
+from tests.workflow_util import (
+    ROOT,
+    assert_same_results,
+    copy_workflow,
+    planned_jobs,
+    result_files,
+    snakemake,
+)
 
 RUN = "results/digits/noise-sym0.2/mlp/sgd-e6-b128-lr0.1-wd0.0005-wu0.1-m0.9-T2-augnone/seed{seed}"
 SUMMARY = RUN.removesuffix("/seed{seed}") + "/summary"
@@ -23,7 +30,9 @@ def smoke(tmp_path_factory):
     workdir = base / "run"
     workdir.mkdir()
     shutil.copy(ROOT / "tests" / "smoke" / "config.yaml", workdir / "config.yaml")
-    result = snakemake(workflow, workdir, "--cores", "2")
+    # more cores than the machine has: as many jobs at once as the DAG allows, so
+    # concurrent jobs that wrote one file would show (test_runs_are_bitwise_identical)
+    result = snakemake(workflow, workdir, "--cores", "4")
     assert result.returncode == 0, result.stderr[-5000:]
     return workflow, workdir
 
@@ -336,3 +345,76 @@ def test_sharded_scoring_reproduces_the_smoke_scores(smoke, tmp_path):
                     np.testing.assert_array_equal(got[name], want[name], name)
             timing = json.loads((workdir / folder / "timing.json").read_text())
             assert len(timing["shards"]) == 2
+
+
+def test_runs_are_bitwise_identical_on_4_cores_and_on_1(smoke, tmp_path):
+    """Two clean runs of the smoke config, one with up to 4 jobs at once and one with
+    one job at a time (each with its own compilation cache), agree bit for bit on every
+    checkpoint, score, metric, table and figure; only wall-clock measurements differ."""
+    workflow, first = smoke
+    second = tmp_path / "run"
+    second.mkdir()
+    shutil.copy(first / "config.yaml", second / "config.yaml")
+    result = snakemake(workflow, second, "--cores", "1")
+    assert result.returncode == 0, result.stderr[-5000:]
+    compared = assert_same_results(first, second)
+    assert compared == len(result_files(first)) > 150
+    assert not (second / "resume").exists()  # every job cleared its state
+
+
+def test_every_artifact_has_its_provenance_beside_it(smoke):
+    import hashlib
+    import importlib.metadata
+    import socket
+    from datetime import datetime
+
+    _, workdir = smoke
+    files = result_files(workdir)
+    artifacts = [name for name in files if not name.endswith(".provenance.json")]
+    assert len(artifacts) * 2 == len(files)
+    for name in artifacts:
+        record = json.loads((workdir / f"{name}.provenance.json").read_text())
+        data = (workdir / name).read_bytes()
+        assert record["artifact"] == name.rsplit("/", 1)[-1]
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert record["bytes"] == len(data)
+        start = datetime.fromisoformat(record["start"])
+        end = datetime.fromisoformat(record["end"])
+        assert (
+            0
+            <= record["wall_s"]
+            == pytest.approx((end - start).total_seconds(), abs=2e-3)
+        )
+        assert record["host"] == socket.gethostname()
+        assert record["gex_core_version"] == "0.1.0"
+        # the smoke workflow is a copy outside any git checkout
+        assert record["git"] == {"commit": "unknown", "dirty": None}
+        for package in ("jax", "jaxlib", "flax", "optax", "numpy"):
+            assert record["versions"][package] == importlib.metadata.version(package)
+
+    chain = json.loads(
+        (
+            workdir
+            / RUN.format(seed=1)
+            / "ensemble/ft-lr0.05-s10-b128-S1/chain0.npz.provenance.json"
+        ).read_text()
+    )
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    assert chain["rule"] == "ensemble_chain"
+    assert chain["seed"] == 1
+    assert chain["wildcards"]["chain"] == "0"
+    assert chain["params"]["recipe"] == config["ensemble"]
+    assert chain["params"]["pretrain_recipe"]["lr"] == config["pretrain"]["lr"]
+    assert len(chain["params"]["code"]) == 16
+    assert chain["device"] == {"kind": "cpu", "platform": "cpu", "count": 1}
+    assert RUN.format(seed=1) + "/pretrain/model.msgpack" in chain["inputs"]
+    summary = json.loads(
+        (workdir / SUMMARY / "detection.tsv.provenance.json").read_text()
+    )
+    assert summary["seed"] is None and summary["rule"] == "summarize_detection"
+    assert sorted(summary["inputs"]) == sorted(
+        f"{RUN.format(seed=seed)}/{folder}/detection.json"
+        for seed in (0, 1)
+        for folder in (GEX, RANDPROJ)
+    )
+    assert summary["device"]["kind"] == "none (no JAX in this job)"

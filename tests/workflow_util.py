@@ -1,10 +1,13 @@
 """Run real Snakemake on a copy of the workflow and read its dry-run plans."""
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_PARTS = (
@@ -66,3 +69,71 @@ def planned_jobs(result) -> dict[str, int]:
         if match.group(1) != "total":
             counts[match.group(1)] = int(match.group(2))
     return counts
+
+
+# Wall-clock measurements, the one thing identical runs do not reproduce: timing files,
+# the cost tables made from them, `*_seconds` arrays, and in provenance records the
+# times and the digests of measurement files.
+MEASUREMENT_FILES = ("timing.json", "cost.tsv", "rule_cost.tsv")
+PROVENANCE_TIMES = ("start", "end", "wall_s")
+
+
+def result_files(workdir: Path) -> dict[str, Path]:
+    """{path relative to workdir: path} of every file under workdir/results."""
+    return {
+        str(path.relative_to(workdir)): path
+        for path in (workdir / "results").rglob("*")
+        if path.is_file()
+    }
+
+
+def holds_seconds(path: Path) -> bool:
+    """Whether an .npz holds measured `*_seconds` arrays beside its results."""
+    if path.suffix != ".npz":
+        return False
+    with np.load(path) as arrays:
+        return any(key.endswith("_seconds") for key in arrays.files)
+
+
+def assert_same_result(name: str, first: Path, second: Path) -> None:
+    """Bitwise equality of one result file of two runs, measurements aside: for
+    those only the structure (keys, columns) must match."""
+    base = Path(name).name
+    if name.endswith(".provenance.json"):
+        a, b = json.loads(first.read_text()), json.loads(second.read_text())
+        assert a.keys() == b.keys(), name
+        skip = PROVENANCE_TIMES
+        artifact = first.with_name(base.removesuffix(".provenance.json"))
+        if artifact.name in MEASUREMENT_FILES or holds_seconds(artifact):
+            skip += ("sha256", "bytes")
+        for key in a.keys() - set(skip):
+            assert a[key] == b[key], (name, key)
+    elif base in MEASUREMENT_FILES:
+        if base.endswith(".json"):
+            a, b = json.loads(first.read_text()), json.loads(second.read_text())
+            assert a.keys() == b.keys(), name
+        else:
+            assert (
+                first.read_text().splitlines()[0] == second.read_text().splitlines()[0]
+            )
+    elif name.endswith(".npz"):
+        with np.load(first) as a, np.load(second) as b:
+            assert sorted(a.files) == sorted(b.files), name
+            for key in a.files:
+                if key.endswith("_seconds"):
+                    continue
+                x, y = a[key], b[key]
+                assert (x.dtype, x.shape) == (y.dtype, y.shape), (name, key)
+                assert x.tobytes() == y.tobytes(), (name, key)
+    else:  # checkpoints, json results, tsv tables, png figures
+        assert first.read_bytes() == second.read_bytes(), name
+
+
+def assert_same_results(first: Path, second: Path) -> int:
+    """Two workdirs hold the same result files, equal as `assert_same_result` says;
+    returns how many were compared."""
+    a, b = result_files(first), result_files(second)
+    assert sorted(a) == sorted(b)
+    for name, path in a.items():
+        assert_same_result(name, path, b[name])
+    return len(a)
