@@ -1,0 +1,213 @@
+"""Real Snakemake runs on bad input: each job fails with a message naming the problem,
+and leaves no outputs, no provenance record and no resumable state behind.
+
+One module fixture pretrains seed 0 of the smoke config (tests/smoke, one seed); each
+test copies that working directory (with .snakemake/) and breaks one thing in it.
+"""
+
+import ast
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.workflow_util import ROOT, copy_workflow, snakemake
+
+TRAIN = "sgd-e6-b128-lr0.1-wd0.0005-wu0.1-m0.9-T2-augnone"
+RUN = f"results/digits/noise-sym0.2/mlp/{TRAIN}/seed0"
+LOGS = f"logs/digits/noise-sym0.2/mlp/{TRAIN}/seed0"
+MODEL = f"{RUN}/pretrain/model.msgpack"
+ENSEMBLE = "ensemble/ft-lr0.05-s10-b128-S1"
+CHAIN = f"{RUN}/{ENSEMBLE}/chain0.npz"
+CHAIN_LOG = f"{LOGS}/{ENSEMBLE}/chain0.log"
+PRETRAIN_OUTPUTS = (
+    "model.msgpack",
+    "trajectory.msgpack",
+    "record.npz",
+    "losses.npz",
+    "history.tsv",
+    "learning_curve.png",
+)
+
+
+def write_config(workdir: Path, **pretrain) -> None:
+    """The smoke config with one seed and the given pretraining knobs changed."""
+    config = yaml.safe_load((ROOT / "tests" / "smoke" / "config.yaml").read_text())
+    config["seeds"] = [0]
+    config["pretrain"] = {**config["pretrain"], **pretrain}
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """One persistent JAX compilation cache for every run of this module (the jobs
+    inherit the environment), so each test's job reuses the fixture's compiled steps."""
+    with pytest.MonkeyPatch.context() as patch:
+        cache = tmp_path_factory.mktemp("jax_cache")
+        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("bad_input") / "workflow")
+
+
+@pytest.fixture(scope="module")
+def pretrained(workflow, tmp_path_factory):
+    """(workflow, workdir) with seed 0 pretrained: data, labels and pretrain jobs."""
+    workdir = tmp_path_factory.mktemp("pretrained") / "run"
+    write_config(workdir)
+    result = snakemake(workflow, workdir, MODEL, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workflow, workdir
+
+
+def copy_run(pretrained, tmp_path: Path) -> Path:
+    """A copy of the fixture's working directory, Snakemake's metadata included."""
+    _, workdir = pretrained
+    return Path(shutil.copytree(workdir, tmp_path / "run", symlinks=True))
+
+
+def run_failing(workflow: Path, workdir: Path, *args: str) -> None:
+    result = snakemake(workflow, workdir, *args)
+    assert result.returncode != 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def log_text(workdir: Path, log: str) -> str:
+    path = workdir / log
+    assert path.exists(), f"no job log {log}"
+    return path.read_text()
+
+
+def assert_no_pretrain_outputs(folder: Path) -> None:
+    """No output and no provenance record of a failed pretraining job."""
+    left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    assert not set(left) & set(PRETRAIN_OUTPUTS), left
+    assert not [name for name in left if name.endswith(".provenance.json")], left
+
+
+class Payload:
+    """Unpickling calls open(path, "w"): the file appears if anything unpickles it."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def assert_no_chain_outputs(workdir: Path) -> None:
+    folder = workdir / RUN / ENSEMBLE
+    for name in ("chain0.npz", "chain0.msgpack"):
+        assert not (folder / name).exists(), name
+    if folder.exists():
+        assert not list(folder.glob("*.provenance.json"))
+
+
+def test_pickle_payload_in_place_of_the_pretrained_model_is_refused_without_running(
+    pretrained, tmp_path
+):
+    workflow, _ = pretrained
+    workdir = copy_run(pretrained, tmp_path)
+    # the payload is live: unpickling it creates the file it names
+    pickle.loads(pickle.dumps(Payload(tmp_path / "control"))).close()
+    assert (tmp_path / "control").exists()
+    marker = tmp_path / "pickle_ran"
+    (workdir / MODEL).write_bytes(pickle.dumps(Payload(marker)))
+    # No flag needed: the overwritten model is still newer than pretraining's inputs,
+    # so Snakemake plans only the chain job (checked with a dry run while writing this).
+    run_failing(workflow, workdir, CHAIN, "--cores", "1")
+
+    log = log_text(workdir, CHAIN_LOG)
+    assert f"{MODEL}: not a gex-workflow checkpoint (flax msgpack expected): " in log
+    assert not marker.exists()
+    assert_no_chain_outputs(workdir)
+
+
+def test_checkpoint_of_another_model_is_refused_naming_both_models(
+    pretrained, tmp_path
+):
+    import jax
+
+    from gex_core.checkpoint import save_params
+    from gex_core.models import make_model
+    from gex_core.provenance import write_provenance
+
+    workflow, _ = pretrained
+    workdir = copy_run(pretrained, tmp_path)
+    # a cnn checkpoint copied from another run together with its provenance record
+    cnn = make_model("cnn", 10, (8, 8, 1))
+    save_params(workdir / MODEL, cnn.init(jax.random.key(0)))
+    write_provenance(workdir / MODEL, {"rule": "pretrain", "params": {"model": "cnn"}})
+    run_failing(workflow, workdir, CHAIN, "--cores", "1")
+
+    log = log_text(workdir, CHAIN_LOG)
+    assert (
+        f"{MODEL}: checkpoint does not match the configured model 'mlp'; the file "
+        "was written for model 'cnn' (rule pretrain) (missing [" in log
+    )
+    # the cnn's convolutions are extra to the mlp and its dense layers differ in shape
+    assert "unexpected ['Conv_0/bias', 'Conv_0/kernel', 'Conv_1/bias']" in log
+    assert "shape differences ['Dense_0/bias: file (128,) vs model (256,)'" in log
+    assert_no_chain_outputs(workdir)
+
+
+def test_diverging_pretraining_fails_naming_stage_step_and_hyperparameters_and_leaves_nothing(
+    workflow, tmp_path
+):
+    workdir = tmp_path / "run"  # fresh: data and labels are made again
+    lr = 1.0e4
+    write_config(workdir, lr=lr)  # safe_dump writes 10000.0, a float to PyYAML
+    train = TRAIN.replace("lr0.1-", f"lr{lr!r}-")
+    run = RUN.replace(TRAIN, train)
+    run_failing(workflow, workdir, f"{run}/pretrain/model.msgpack", "--cores", "2")
+
+    log = log_text(workdir, f"{LOGS.replace(TRAIN, train)}/pretrain.log")
+    found = re.search(
+        r"non-finite training loss in pretrain at step (\d+); hyperparameters: "
+        r"(\{.*\})\. Lower the learning rate or check the data\.",
+        log,
+    )
+    assert found, log[-3000:]
+    assert "'lr': 10000.0" in found.group(2)
+    assert ast.literal_eval(found.group(2)) == {
+        "seed": 0,
+        "epochs": 6,
+        "batch_size": 128,
+        "lr": lr,
+        "weight_decay": 0.0005,
+        "warmup_ratio": 0.1,
+        "augment": "none",
+    }
+    assert int(found.group(1)) < 6 * 12  # 1437 samples: 12 steps an epoch
+
+    assert_no_pretrain_outputs(workdir / run / "pretrain")
+    resume = workdir / "resume"
+    assert not resume.exists() or not [p for p in resume.rglob("*") if p.is_file()]
+
+
+def test_truncated_dataset_file_is_named(pretrained, tmp_path):
+    workflow, _ = pretrained
+    workdir = copy_run(pretrained, tmp_path)
+    data = workdir / "results/digits/data.npz"
+    with open(data, "r+b") as f:
+        f.truncate(data.stat().st_size // 2)
+    shutil.rmtree(workdir / RUN / "pretrain")
+    # The truncated file is newer than the labels made from it, so Snakemake would
+    # rerun the labels job first (and fail there). This test is about pretraining
+    # reading it: only pretrain may run. --allowed-rules takes several values, so the
+    # target goes before it.
+    run_failing(workflow, workdir, MODEL, "--cores", "1", "--allowed-rules", "pretrain")
+
+    log = log_text(workdir, f"{LOGS}/pretrain.log")
+    # the zip's central directory was at the end, in the half cut off
+    assert (
+        "results/digits/data.npz: not a readable .npz file (File is not a zip file)"
+        in log
+    )
+    assert_no_pretrain_outputs(workdir / RUN / "pretrain")
