@@ -40,3 +40,26 @@ def test_non_finite_scores_fail_loudly():
 def test_single_class_mask_fails_loudly():
     with pytest.raises(ValueError, match="single class"):
         detection_metrics(np.array([0.1, 0.2]), np.array([0, 0], bool))
+
+
+def test_non_finite_scores_are_never_saved(tmp_path):
+    from gex_core.influence.scores import Scores, save_scores
+
+    scores = Scores(np.array([0.1, 0.2, 0.3]), np.array([0.5, np.nan, np.inf]))
+    with pytest.raises(
+        FloatingPointError, match="test_influence has 2 non-finite values; not saving"
+    ):
+        save_scores(tmp_path / "scores.npz", scores)
+    assert list(tmp_path.iterdir()) == []  # no file, no temporary left
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path):
+    from gex_core.io import atomic_path
+
+    target = tmp_path / "table.tsv"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half a ta")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.tsv"]
