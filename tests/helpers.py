@@ -35,8 +35,11 @@ def tiny_data(n: int, in_features: int = 4, num_classes: int = 3, seed: int = 0)
 
 def whole_set_views(data) -> dict:
     """The MethodInputs attributes that shardable methods read, for a fake whose `data`
-    (x_train, y_train, x_test, y_test) is scored whole (no shard)."""
+    (x_train, y_train, x_test, y_test) is scored whole (no shard), with no resume store."""
+    from gex_core.resume import NO_RESUME
+
     return {
+        "resume": NO_RESUME,
         "scored": (data.x_train, data.y_train),
         "train_set": (data.x_train, data.y_train),
         "test_set": (data.x_test, data.y_test),
