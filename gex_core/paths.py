@@ -88,17 +88,20 @@ def ensemble_segment(ensemble: Mapping[str, Any]) -> str:
 def method_segment(name: str, config: Mapping[str, Any]) -> str:
     """A method's own knobs, prefixed by its upstream recipe where it has one.
 
-    gex -> "ft-lr0.1-s100-b64-S2-K4-tau0.05"; randproj -> "d20".
+    gex -> "ft-lr0.1-s100-b64-S2-K4-ref-pretrained" (with reference clamped:
+    "...-K4-ref-clamped-tau0.05"); randproj -> "d20".
     """
     spec = get_method(name)
-    hp = config["influence"][name]
+    hp = spec.applicable(config["influence"][name])
     parts = []
     if "ensemble" in spec.needs:
         parts += [
             ensemble_segment(config["ensemble"]),
             f"K{config['ensemble']['chains']}",
         ]
-    parts += [f"{label}{fmt(hp[key])}" for key, label in spec.hparams.items()]
+    parts += [
+        f"{label}{fmt(hp[key])}" for key, label in spec.hparams.items() if key in hp
+    ]
     return "-".join(parts) if parts else "default"
 
 

@@ -62,3 +62,90 @@ def test_self_influence_is_mean_squared_deviation(tau):
     scores = gex_scores(members, pretrained, rng.random((4, 2)), rng.random(2), tau)
     expected = ((members - np.maximum(pretrained, tau)) ** 2).mean(0)
     np.testing.assert_allclose(scores.self_influence, expected)
+
+
+# M = 2 members, N = 3 training samples, N_te = 2 test samples (as above)
+MEMBERS = np.array([[0.30, 0.02, 1.00], [0.10, 0.06, 0.50]])
+PRETRAINED = np.array([0.20, 0.01, 0.40])
+MEMBERS_TEST = np.array([[0.5, 0.7], [0.2, 0.2]])  # member test means 0.6, 0.2
+PRETRAINED_TEST = np.array([0.3, 0.1])  # mean 0.2
+
+
+@pytest.mark.parametrize(
+    "reference, self_influence, test_influence, kernel",
+    [
+        # Delta = member - pretrained: [[0.10, 0.01, 0.60], [-0.10, 0.05, 0.10]];
+        # Delta_te = [0.6 - 0.2, 0.2 - 0.2]; query 1: [0.7 - 0.1, 0.2 - 0.1]
+        (
+            "pretrained",
+            [0.01, 0.0013, 0.185],
+            [0.02, 0.002, 0.12],
+            [0.025, 0.0055, 0.185],
+        ),
+        # Delta = member - member mean [0.20, 0.04, 0.75]:
+        # [[0.10, -0.02, 0.25], [-0.10, 0.02, -0.25]]; Delta_te = [0.6 - 0.4, 0.2 - 0.4];
+        # query 1: [0.7 - 0.45, 0.2 - 0.45]
+        (
+            "ensemble_mean",
+            [0.01, 0.0004, 0.0625],
+            [0.02, -0.004, 0.05],
+            [0.025, -0.005, 0.0625],
+        ),
+    ],
+)
+def test_each_reference_matches_a_hand_computation(
+    reference, self_influence, test_influence, kernel
+):
+    scores = gex_scores(
+        MEMBERS,
+        PRETRAINED,
+        MEMBERS_TEST,
+        PRETRAINED_TEST,
+        tau=0.05,  # only the clamped reference uses it
+        queries=np.array([1]),
+        reference=reference,
+    )
+    np.testing.assert_allclose(scores.self_influence, self_influence, atol=1e-15)
+    np.testing.assert_allclose(scores.test_influence, test_influence, atol=1e-15)
+    np.testing.assert_allclose(scores.kernel[:, 0], kernel, atol=1e-15)
+
+
+def test_clamped_reference_is_the_paper_and_the_default_of_gex_scores():
+    clamped = gex_scores(MEMBERS, PRETRAINED, MEMBERS_TEST, PRETRAINED_TEST, 0.05)
+    np.testing.assert_allclose(
+        clamped.self_influence, [(0.01 + 0.01) / 2, (0.0009 + 0.0001) / 2, 0.185]
+    )
+
+
+def test_unknown_reference_is_named():
+    with pytest.raises(ValueError, match="unknown GEX reference 'mean'; choose one of"):
+        gex_scores(
+            MEMBERS, PRETRAINED, MEMBERS_TEST, PRETRAINED_TEST, 0.0, reference="mean"
+        )
+
+
+def test_neither_new_reference_inverts_a_memorised_set():
+    # the case where the clamp inverts (test_clamp_inverts_the_ranking_of_a_memorised_set)
+    pretrained = np.array([0.001, 0.02])  # sample 1 is the noisy one
+    members = np.array([[0.002, 0.04], [0.001, 0.03]])
+    test = np.zeros((2, 1))
+    for reference in ("pretrained", "ensemble_mean"):
+        scores = gex_scores(
+            members, pretrained, test, np.zeros(1), 0.05, reference=reference
+        )
+        assert scores.self_influence[1] > scores.self_influence[0], reference
+
+
+@pytest.mark.parametrize("reference", ["pretrained", "ensemble_mean"])
+def test_kernel_mean_over_every_test_sample_is_test_influence(reference):
+    rng = np.random.default_rng(2)
+    scores = gex_scores(
+        rng.random((6, 5)),
+        rng.random(5),
+        rng.random((6, 4)),
+        rng.random(4),
+        tau=0.5,  # ignored by these references
+        queries=np.arange(4),
+        reference=reference,
+    )
+    np.testing.assert_allclose(scores.kernel.mean(axis=1), scores.test_influence)

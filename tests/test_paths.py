@@ -26,7 +26,10 @@ CONFIG = {
         "ft_steps": 100,
         "batch_size": 64,
     },
-    "influence": {"gex": {"tau": 0.05}, "randproj": {"dim": 20, "strategy": "vjp"}},
+    "influence": {
+        "gex": {"reference": "pretrained", "tau": 0.05},
+        "randproj": {"dim": 20, "strategy": "vjp"},
+    },
 }
 
 
@@ -40,7 +43,19 @@ def test_segments_name_every_knob():
         {**CONFIG["pretrain"], "augment": "crop_flip"}, "resnet18"
     ).endswith("-augcropflip-bn50")
     assert paths.ensemble_segment(CONFIG["ensemble"]) == "ft-lr0.1-s100-b64-S2"
-    assert paths.method_segment("gex", CONFIG) == "ft-lr0.1-s100-b64-S2-K4-tau0.05"
+    assert (
+        paths.method_segment("gex", CONFIG) == "ft-lr0.1-s100-b64-S2-K4-ref-pretrained"
+    )
+    # tau takes effect, and names the path, only with the paper's clamped reference
+    clamped = {**CONFIG, "influence": {**CONFIG["influence"]}}
+    clamped["influence"]["gex"] = {"reference": "clamped", "tau": 0.05}
+    assert (
+        paths.method_segment("gex", clamped)
+        == "ft-lr0.1-s100-b64-S2-K4-ref-clamped-tau0.05"
+    )
+    assert get_method("gex").applicable(
+        {"reference": "ensemble_mean", "tau": 0.05}
+    ) == {"reference": "ensemble_mean"}
     # the projection strategy changes how, not what: it is not in the path
     assert paths.method_segment("randproj", CONFIG) == "d20"
 

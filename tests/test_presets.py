@@ -58,6 +58,7 @@ def test_presets_hold_the_research_recipe(name):
     ens = config["ensemble"]
     assert ens["chains"] * ens["stages"] == 32
     assert (ens["ft_steps"], ens["ft_lr"]) == (800, 0.05)
+    assert config["influence"]["gex"] == {"reference": "clamped", "tau": 0.05}
     assert config["influence"]["randproj"]["dim"] == 20
     assert config["influence"]["tracinrp"]["dim"] == 20
     assert config["influence"]["arnoldi"]["iterations"] == 50

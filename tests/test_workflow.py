@@ -19,7 +19,7 @@ from tests.workflow_util import (
 
 RUN = "results/digits/noise-sym0.2/mlp/sgd-e6-b128-lr0.1-wd0.0005-wu0.1-m0.9-T2-augnone/seed{seed}"
 SUMMARY = RUN.removesuffix("/seed{seed}") + "/summary"
-GEX = "influence/gex/ft-lr0.05-s10-b128-S1-K2-tau0.05"
+GEX = "influence/gex/ft-lr0.05-s10-b128-S1-K2-ref-pretrained"
 RANDPROJ = "influence/randproj/d4"
 
 

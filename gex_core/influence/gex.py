@@ -18,12 +18,46 @@ import numpy as np
 
 from gex_core.influence.scores import Scores, as_query_indices
 
+REFERENCES = ("clamped", "pretrained", "ensemble_mean")
+
+
+def reference_losses(
+    member_losses: np.ndarray,
+    pretrained_losses: np.ndarray,
+    reference: str,
+    tau: float = 0.0,
+) -> np.ndarray:
+    """The loss each member's loss is compared with, (N,) from member_losses (M, N) and
+    pretrained_losses (N,):
+
+    clamped: max(loss(theta*), tau), the paper; on a network that memorised its labels
+        (pretrained losses far below tau) it is tau for almost every sample, and the
+        score (tau - loss)^2 then ranks the best-fit samples first: it can invert.
+    pretrained: loss(theta*) (clamped with tau = 0).
+    ensemble_mean: mean_m loss(theta_m); the score is the members' loss variance, which
+        ignores where the members started and cannot be flattened by a clamp either.
+    """
+    if reference == "clamped":
+        return np.maximum(pretrained_losses, tau)
+    if reference == "pretrained":
+        return np.asarray(pretrained_losses)
+    if reference == "ensemble_mean":
+        return np.mean(member_losses, axis=0)
+    raise ValueError(
+        f"unknown GEX reference {reference!r}; choose one of {', '.join(REFERENCES)}"
+    )
+
 
 def loss_deviation(
-    member_losses: np.ndarray, pretrained_losses: np.ndarray, tau: float
+    member_losses: np.ndarray,
+    pretrained_losses: np.ndarray,
+    tau: float,
+    reference: str = "clamped",
 ):
-    """member_losses: (M, N); pretrained_losses: (N,) -> Delta (M, N)."""
-    return member_losses - np.maximum(pretrained_losses, tau)[None, :]
+    """member_losses: (M, N); pretrained_losses: (N,) -> Delta (M, N), the members'
+    losses minus the reference (`reference_losses`)."""
+    ref = reference_losses(member_losses, pretrained_losses, reference, tau)
+    return member_losses - ref[None, :]
 
 
 def gex_scores(
@@ -33,11 +67,14 @@ def gex_scores(
     pretrained_test_losses: np.ndarray,
     tau: float,
     queries: np.ndarray | None = None,
+    reference: str = "clamped",
 ) -> Scores:
     """Self: mean_m Delta[m, n]^2. Test: mean_m Delta_te[m] * Delta[m, n], with
-    Delta_te[m] = mean test loss of member m - max(mean pretrained test loss, tau).
-    Kernel (N, Q): mean_m Delta_q[m, j] * Delta[m, n] for the query test indices
-    (None without queries).
+    Delta_te[m] = mean test loss of member m - the reference of the mean test loss
+    (clamped: max(mean pretrained test loss, tau); pretrained: the mean pretrained test
+    loss; ensemble_mean: the members' mean of their mean test losses). Kernel (N, Q):
+    mean_m Delta_q[m, j] * Delta[m, n] for the query test indices (None without
+    queries), each query's deviation from its own reference.
 
     member_train_losses: (M, N), pretrained_train_losses: (N,),
     member_test_losses: (M, N_te), pretrained_test_losses: (N_te,).
@@ -46,11 +83,13 @@ def gex_scores(
         np.asarray(member_train_losses, np.float64),
         np.asarray(pretrained_train_losses, np.float64),
         tau,
+        reference,
     )
     delta_test = loss_deviation(
         np.asarray(member_test_losses, np.float64).mean(axis=1, keepdims=True),
         np.asarray(pretrained_test_losses, np.float64).mean(keepdims=True),
         tau,
+        reference,
     )[:, 0]
     self_influence = np.mean(delta**2, axis=0)
     # The covariance of loss deviations approximates g_te^T H^-1 g_n, minus the classic
@@ -63,13 +102,15 @@ def gex_scores(
             np.asarray(member_test_losses, np.float64)[:, queries],
             np.asarray(pretrained_test_losses, np.float64)[queries],
             tau,
+            reference,
         )
         kernel = delta.T @ delta_query / delta.shape[0]
     return Scores(self_influence, test_influence, kernel)
 
 
 def compute(inputs, hp: dict) -> Scores:
-    """Registry entry: hp = {"tau": float}."""
+    """Registry entry: hp = {"reference": one of REFERENCES, "tau": float (clamped
+    only)}."""
     member_train, member_test = inputs.member_losses
     train, test = inputs.pretrained_losses
     rows = inputs.scored_rows
@@ -78,6 +119,7 @@ def compute(inputs, hp: dict) -> Scores:
         train[rows],
         member_test,
         test,
-        float(hp["tau"]),
+        float(hp.get("tau", 0.0)),
         queries=inputs.query_indices,
+        reference=str(hp.get("reference", "clamped")),
     )

@@ -40,6 +40,18 @@ class MethodSpec:
     needs: tuple[str, ...] = ()
     kernel: bool = False
     shardable: bool = False
+    only_when: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def applicable(self, hp: dict) -> dict:
+        """The knobs of hp that take effect: a knob listed in only_when as (other knob,
+        value) is dropped unless that knob has that value, so it neither names the
+        path nor reruns the job when it cannot change the result."""
+        return {
+            key: value
+            for key, value in hp.items()
+            if key not in self.only_when
+            or hp.get(self.only_when[key][0]) == self.only_when[key][1]
+        }
 
     @property
     def module(self) -> str:
@@ -60,7 +72,8 @@ METHODS: dict[str, MethodSpec] = {
             compute="gex_core.influence.gex:compute",
             summary="Geometric-ensemble loss deviations, mean_m Delta^2 (the paper)",
             cost="K*S*ft_steps SGD steps + M forward passes over N",
-            hparams={"tau": "tau"},
+            hparams={"reference": "ref-", "tau": "tau"},
+            only_when={"tau": ("reference", "clamped")},
             needs=("ensemble",),
         ),
         MethodSpec(
