@@ -65,11 +65,6 @@ class Resume:
     def enabled(self) -> bool:
         return self.folder is not None
 
-    def part(self, name: str) -> Resume:
-        """A store for one of several loops of a job (its own subfolder)."""
-        folder = None if self.folder is None else self.folder / name
-        return Resume(folder, self.identity, every_s=self.every_s, log=self.log)
-
     def due(self) -> bool:
         """Whether the loop should save now (every_s seconds since the last save)."""
         return self.enabled and time.monotonic() - self._last_save >= self.every_s
