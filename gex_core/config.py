@@ -18,6 +18,17 @@ class ConfigError(ValueError):
     """The config does not match schemas/config.schema.yaml."""
 
 
+def describe_alternative(option: dict) -> str:
+    """'a number > 0', "'auto'", ... for an anyOf branch of the schema."""
+    if "const" in option:
+        return repr(option["const"])
+    text = f"a {option.get('type', 'value')}"
+    for bound, sign in (("exclusiveMinimum", ">"), ("minimum", ">=")):
+        if bound in option:
+            text += f" {sign} {option[bound]}"
+    return text
+
+
 def describe_errors(config: Any, schema: dict) -> list[str]:
     """One line per schema violation: 'config key a.b: message'."""
     from jsonschema import Draft202012Validator
@@ -37,6 +48,10 @@ def describe_errors(config: Any, schema: dict) -> list[str]:
             continue
         key = key or "(top level)"
         message = error.message
+        if error.validator == "anyOf":  # name the alternatives, not "any schema"
+            message = f"{error.instance!r} is neither " + " nor ".join(
+                describe_alternative(option) for option in error.validator_value
+            )
         if isinstance(error.instance, str) and error.validator == "type":
             try:
                 float(error.instance)

@@ -24,6 +24,7 @@ RUN = "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}"
 LABELS = "results/{dataset}/noise-{noise}/labels/seed{seed}"
 PRETRAIN = RUN + "/pretrain"
 ENSEMBLE = RUN + "/ensemble/{ensemble}"
+CALIBRATION = ENSEMBLE + "/calibration.json"
 INFLUENCE = RUN + "/influence/{method}/{hparams}"
 SHARD = INFLUENCE + "/shards-{size}/shard{shard}"
 SUMMARY = "results/{dataset}/noise-{noise}/{model}/{train}/summary"
@@ -128,6 +129,13 @@ def ensemble_dir(config: Mapping[str, Any], seed: int) -> str:
     return ENSEMBLE.format(
         **run_wildcards(config, seed), ensemble=ensemble_segment(config["ensemble"])
     )
+
+
+def calibration_files(config: Mapping[str, Any], seed: int) -> list[str]:
+    """The calibration record the chains read when ensemble.ft_lr is auto (else none)."""
+    if config["ensemble"]["ft_lr"] != "auto":
+        return []
+    return [f"{ensemble_dir(config, seed)}/calibration.json"]
 
 
 def chain_files(config: Mapping[str, Any], seed: int) -> list[str]:

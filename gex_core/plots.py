@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 CLEAN, NOISY = "#2a9d8f", "#e76f51"
@@ -35,6 +35,32 @@ def learning_curve(history: pd.DataFrame, title: str):
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_curve(record: dict, title: str) -> Figure:
+    """record: `calibration.calibrate_ft_lr`'s result. Escape (given labels the pilot
+    member no longer predicts) and held-out accuracy per fine-tuning LR, the accuracy
+    floor (pretrained - tolerance) and the chosen LR."""
+    grid = pd.DataFrame(record["grid"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(grid.lr, grid.heldout_accuracy, marker="o", label="held-out accuracy")
+    ax.plot(
+        grid.lr, grid.escape, marker="s", label="escape (given labels not predicted)"
+    )
+    floor = record["pretrained_heldout_accuracy"] - record["tolerance"]
+    ax.axhline(floor, color="grey", linestyle="--", label="accuracy floor")
+    ax.axvline(record["ft_lr"], color="black", linestyle=":", label="chosen ft_lr")
+    diverged = grid[~grid.finite]
+    for lr in diverged.lr:
+        ax.annotate("diverged", (lr, 0.5), ha="center", fontsize=8)
+    ax.set(xscale="log", xlabel="fine-tuning learning rate", ylim=(-0.02, 1.02))
+    ax.set_xticks(grid.lr, [f"{lr:g}" for lr in grid.lr])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

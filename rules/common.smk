@@ -126,6 +126,13 @@ def labels_file(wildcards):
     return f"results/{wildcards.dataset}/noise-{wildcards.noise}/labels/seed{wildcards.seed}.npz"
 
 
+def calibration_input(wildcards):
+    """The chains' calibration record when ensemble.ft_lr is auto (else nothing)."""
+    if config["ensemble"]["ft_lr"] != "auto":
+        return []
+    return paths.CALIBRATION.format(**wildcards)
+
+
 def pretrained(name):
     """Input function: a file of the run's pretraining stage."""
 

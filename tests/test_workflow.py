@@ -418,3 +418,34 @@ def test_every_artifact_has_its_provenance_beside_it(smoke):
         for folder in (GEX, RANDPROJ)
     )
     assert summary["device"]["kind"] == "none (no JAX in this job)"
+
+
+def test_automatic_ft_lr_is_calibrated_per_seed_and_read_by_the_chains(smoke, tmp_path):
+    workflow, first = smoke
+    workdir = shutil.copytree(first, tmp_path / "run", symlinks=True)
+    changed = config_with(
+        workdir,
+        "ensemble",
+        ft_lr="auto",
+        calibration={"grid": [0.01, 0.05, 1.0e9], "tolerance": 0.05},
+    )
+    ensemble = RUN.format(seed=0) + "/ensemble/ft-lrauto-s10-b128-S1"
+    result = snakemake(
+        workflow,
+        workdir,
+        "--configfile",
+        str(changed),
+        "--cores",
+        "2",
+        f"{ensemble}/chain0.npz",
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert planned_jobs(result) == {"calibrate": 1, "ensemble_chain": 1}
+    record = json.loads((workdir / ensemble / "calibration.json").read_text())
+    assert [row["lr"] for row in record["grid"]] == [0.01, 0.05, 1.0e9]
+    assert record["grid"][2]["finite"] is False  # diverged, never chosen
+    assert record["ft_lr"] in (0.01, 0.05) and record["valid"]
+    assert (workdir / ensemble / "calibration.png").stat().st_size > 10_000
+    assert (workdir / ensemble / "calibration.json.provenance.json").exists()
+    log = workdir / "logs" / ensemble.removeprefix("results/") / "chain0.log"
+    assert f"ft_lr {record['ft_lr']} (calibrated: " in log.read_text()

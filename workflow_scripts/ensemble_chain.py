@@ -17,6 +17,7 @@ run_ensemble_chain(
     pretrain_recipe=snakemake.params.pretrain_recipe,
     eval_batch_size=snakemake.params.eval_batch_size,
     outputs=dict(snakemake.output.items()),
+    calibration_path=snakemake.input.calibration or None,
     resume=job.resume,
 )
 job.finish()

@@ -14,9 +14,20 @@ from gex_core.costs import timed_forward_pass
 from gex_core.data import read_noisy_dataset
 from gex_core.devices import data_mesh, describe
 from gex_core.ensemble import run_chain
-from gex_core.io import write_npz
+from gex_core.io import read_json, write_npz
 from gex_core.models import make_model
 from gex_core.resume import NO_RESUME, Resume
+
+
+def chain_ft_lr(recipe: Mapping[str, Any], calibration_path: str | None) -> float:
+    """The configured fine-tuning LR, or with ft_lr auto the calibrated one."""
+    if recipe["ft_lr"] != "auto":
+        return float(recipe["ft_lr"])
+    if calibration_path is None:
+        raise ValueError("ensemble.ft_lr is auto but no calibration record was given")
+    ft_lr = float(read_json(calibration_path)["ft_lr"])
+    print(f"ft_lr {ft_lr} (calibrated: {calibration_path})")
+    return ft_lr
 
 
 def run_ensemble_chain(
@@ -31,6 +42,7 @@ def run_ensemble_chain(
     pretrain_recipe: Mapping[str, Any],
     eval_batch_size: int,
     outputs: Mapping[str, str],
+    calibration_path: str | None = None,
     resume: Resume = NO_RESUME,
 ) -> None:
     """recipe: the ensemble config; pretrain_recipe: the pretraining config (weight
@@ -51,7 +63,7 @@ def run_ensemble_chain(
         seed=seed,
         chain=chain,
         stages=int(recipe["stages"]),
-        ft_lr=float(recipe["ft_lr"]),
+        ft_lr=chain_ft_lr(recipe, calibration_path),
         ft_steps=int(recipe["ft_steps"]),
         batch_size=int(recipe["batch_size"]),
         weight_decay=float(pretrain_recipe["weight_decay"]),

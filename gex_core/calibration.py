@@ -1,0 +1,177 @@
+"""Label-free calibration of GEX's fine-tuning learning rate (`ensemble.ft_lr: auto`).
+
+GEX needs members that leave the solution the network memorised, or its deviations
+only repeat the plain loss ranking (fine-tuning too gently: the members re-fit the noisy
+labels), but that are still good models of the data (fine-tuning too hard: the members
+forget everything and the scores are noise). Neither condition needs the noise mask:
+
+- escape: the share of training samples whose given label a pilot member no longer
+  predicts (0 when the members re-memorise; at most about the noise rate while they
+  keep the clean structure; 1 - 1/C once they are destroyed);
+- quality: the pilot member's accuracy on held-out data (the test split) against the
+  pretrained model's.
+
+For each learning rate of a grid, one pilot stage (chain 0's first stage: the same
+batches, augmentation and schedule as the real chain) is run from the pretrained model.
+The choice is the largest learning rate whose pilot keeps its held-out accuracy within
+`tolerance` of the pretrained one (the most exploration that still describes the
+data); a rate whose training diverges is invalid. When no rate is valid the smallest is
+taken and the record says so. The functions see the given (possibly noisy) training
+labels and the held-out labels, never the noise mask or the clean training labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from gex_core.models import Model
+
+Params = Any
+
+
+class PilotStatistics(NamedTuple):
+    """One grid point: learning rate, escape (share of training samples whose given
+    label the pilot member does not predict), held-out accuracy, the mean training loss
+    increase over the pretrained model, and whether the pilot trained without
+    diverging."""
+
+    lr: float
+    escape: float
+    heldout_accuracy: float
+    loss_increase: float
+    finite: bool
+
+
+def pilot_statistics(
+    lr: float,
+    train_logits: np.ndarray,
+    given_labels: np.ndarray,
+    heldout_logits: np.ndarray,
+    heldout_labels: np.ndarray,
+    train_losses: np.ndarray,
+    pretrained_train_losses: np.ndarray,
+) -> PilotStatistics:
+    """Statistics of one pilot member. train_logits (N, C), given_labels (N,),
+    heldout_logits (N_h, C), heldout_labels (N_h,), train_losses and
+    pretrained_train_losses (N,): per-sample losses under the given labels."""
+    return PilotStatistics(
+        lr=float(lr),
+        escape=float(np.mean(train_logits.argmax(1) != given_labels)),
+        heldout_accuracy=float(np.mean(heldout_logits.argmax(1) == heldout_labels)),
+        loss_increase=float(np.mean(train_losses) - np.mean(pretrained_train_losses)),
+        finite=bool(
+            np.isfinite(train_logits).all() and np.isfinite(train_losses).all()
+        ),
+    )
+
+
+def choose_ft_lr(
+    statistics: Sequence[PilotStatistics],
+    pretrained_heldout_accuracy: float,
+    tolerance: float,
+) -> tuple[float, bool]:
+    """(chosen learning rate, whether any grid point was valid): the largest rate
+    whose pilot is finite and keeps held-out accuracy >= pretrained - tolerance;
+    without one, the smallest rate."""
+    valid = [
+        s.lr
+        for s in statistics
+        if s.finite and s.heldout_accuracy >= pretrained_heldout_accuracy - tolerance
+    ]
+    if valid:
+        return max(valid), True
+    return min(s.lr for s in statistics), False
+
+
+def calibrate_ft_lr(
+    model: Model,
+    pretrained: Params,
+    x_train: np.ndarray,
+    given_labels: np.ndarray,
+    x_heldout: np.ndarray,
+    heldout_labels: np.ndarray,
+    *,
+    grid: Sequence[float],
+    tolerance: float,
+    seed: int,
+    ft_steps: int,
+    batch_size: int,
+    weight_decay: float,
+    momentum: float,
+    eval_batch_size: int,
+    augment: str = "none",
+    bn_batches: int = 50,
+) -> dict[str, Any]:
+    """Run one pilot stage per grid rate and choose the fine-tuning learning rate.
+
+    Returns {"ft_lr": chosen, "valid": bool, "pretrained_heldout_accuracy": float,
+    "tolerance": float, "grid": [{lr, escape, heldout_accuracy, loss_increase,
+    finite}, ...]} (JSON-able). x_train (N, H, W, C) with the given labels (N,); the
+    held-out set likewise.
+    """
+    from gex_core.ensemble import run_chain
+    from gex_core.train import evaluate, make_eval_fn
+
+    eval_fn = make_eval_fn(model.apply)
+    pretrained_losses, _ = evaluate(
+        eval_fn, pretrained, x_train, given_labels, eval_batch_size
+    )
+    _, heldout_logits = evaluate(
+        eval_fn, pretrained, x_heldout, heldout_labels, eval_batch_size
+    )
+    baseline = float(np.mean(heldout_logits.argmax(1) == heldout_labels))
+    statistics = []
+    for lr in sorted(float(v) for v in grid):
+        try:
+            pilot = run_chain(
+                model,
+                pretrained,
+                x_train,
+                given_labels,
+                x_heldout,
+                heldout_labels,
+                seed=seed,
+                chain=0,
+                stages=1,
+                ft_lr=lr,
+                ft_steps=ft_steps,
+                batch_size=batch_size,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                eval_batch_size=eval_batch_size,
+                augment=augment,
+                bn_batches=bn_batches,
+                log=lambda _: None,
+            )
+        except FloatingPointError:  # diverged: not a usable rate
+            statistics.append(PilotStatistics(lr, np.nan, np.nan, np.nan, False))
+            continue
+        member = pilot.members[0]
+        train_losses, train_logits = evaluate(
+            eval_fn, member, x_train, given_labels, eval_batch_size
+        )
+        _, member_heldout = evaluate(
+            eval_fn, member, x_heldout, heldout_labels, eval_batch_size
+        )
+        statistics.append(
+            pilot_statistics(
+                lr,
+                train_logits,
+                given_labels,
+                member_heldout,
+                heldout_labels,
+                train_losses,
+                pretrained_losses,
+            )
+        )
+    chosen, valid = choose_ft_lr(statistics, baseline, tolerance)
+    return {
+        "ft_lr": chosen,
+        "valid": valid,
+        "pretrained_heldout_accuracy": baseline,
+        "tolerance": float(tolerance),
+        "grid": [s._asdict() for s in statistics],
+    }

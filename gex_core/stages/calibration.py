@@ -1,0 +1,61 @@
+"""Calibration stage: choose the fine-tuning learning rate of `ensemble.ft_lr: auto`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
+from gex_core.calibration import calibrate_ft_lr
+from gex_core.checkpoint import load_params
+from gex_core.data import read_noisy_dataset
+from gex_core.io import save_figure, write_json
+from gex_core.models import make_model
+from gex_core.plots import calibration_curve
+
+
+def run_calibration(
+    *,
+    data_path: str,
+    labels_path: str,
+    model_name: str,
+    model_path: str,
+    seed: int,
+    recipe: Mapping[str, Any],
+    pretrain_recipe: Mapping[str, Any],
+    eval_batch_size: int,
+    outputs: Mapping[str, str],
+) -> dict[str, Any]:
+    """recipe: the ensemble config (calibration grid and tolerance, ft_steps,
+    batch_size); outputs: record (.json), plot (.png). Reads only the given (noisy)
+    training labels of labels_path, never its clean labels or noise mask."""
+    data = read_noisy_dataset(data_path, labels_path)
+    model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
+    pretrained = load_params(model_path, model.init(jax.random.key(0)), model_name)
+    record = calibrate_ft_lr(
+        model,
+        pretrained,
+        data.x_train,
+        data.y_train,
+        data.x_test,
+        data.y_test,
+        grid=[float(v) for v in recipe["calibration"]["grid"]],
+        tolerance=float(recipe["calibration"]["tolerance"]),
+        seed=seed,
+        ft_steps=int(recipe["ft_steps"]),
+        batch_size=int(recipe["batch_size"]),
+        weight_decay=float(pretrain_recipe["weight_decay"]),
+        momentum=float(pretrain_recipe["momentum"]),
+        eval_batch_size=eval_batch_size,
+        augment=str(pretrain_recipe["augment"]),
+        bn_batches=int(pretrain_recipe["bn_batches"]),
+    )
+    write_json(outputs["record"], record)
+    save_figure(
+        outputs["plot"],
+        calibration_curve(
+            record, f"{model_name}, seed {seed}: ft_lr {record['ft_lr']}"
+        ),
+    )
+    return record

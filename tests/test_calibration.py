@@ -1,0 +1,117 @@
+"""Label-free calibration of GEX's fine-tuning learning rate."""
+
+import inspect
+
+import jax
+import numpy as np
+import pytest
+
+from gex_core import calibration
+from gex_core.calibration import (
+    PilotStatistics,
+    calibrate_ft_lr,
+    choose_ft_lr,
+    pilot_statistics,
+)
+from gex_core.stages.calibration import run_calibration
+from gex_core.train import pretrain
+from tests.helpers import tiny_data, tiny_mlp
+
+FORBIDDEN = ("mask", "clean", "noise", "noisy_mask", "true")
+
+
+@pytest.mark.parametrize(
+    "function",
+    [calibrate_ft_lr, choose_ft_lr, pilot_statistics, run_calibration],
+)
+def test_calibration_never_receives_the_noise_mask_or_clean_labels(function):
+    names = inspect.signature(function).parameters
+    assert not [n for n in names if any(word in n for word in FORBIDDEN)], names
+    # and the module reads no label file: only arrays it is handed
+    assert "labels.npz" not in inspect.getsource(calibration)
+
+
+def test_pilot_statistics_by_hand():
+    # 4 training samples, 2 classes: the member predicts 1, 1, 0, 0; given 1, 0, 0, 0
+    train_logits = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    heldout_logits = np.array([[1.0, 0.0], [0.0, 1.0]])  # predicts 0, 1
+    stats = pilot_statistics(
+        0.1,
+        train_logits,
+        np.array([1, 0, 0, 0]),
+        heldout_logits,
+        np.array([0, 0]),
+        train_losses=np.array([0.5, 1.5, 0.5, 0.5]),
+        pretrained_train_losses=np.array([0.1, 0.1, 0.1, 0.1]),
+    )
+    assert stats == PilotStatistics(0.1, 0.25, 0.5, 0.65, True)
+
+
+def stats(lr, accuracy, finite=True):
+    return PilotStatistics(lr, 0.05, accuracy, 0.1, finite)
+
+
+def test_the_largest_rate_that_keeps_held_out_accuracy_is_chosen():
+    # the shape measured on digits: gentle rates re-memorise, 0.2 escapes and keeps
+    # its accuracy, 0.4 destroys the model
+    grid = [stats(0.05, 0.95), stats(0.1, 0.955), stats(0.2, 0.96), stats(0.4, 0.10)]
+    assert choose_ft_lr(grid, pretrained_heldout_accuracy=0.953, tolerance=0.02) == (
+        0.2,
+        True,
+    )
+    # the tolerance is a floor below the pretrained accuracy, inclusive
+    assert choose_ft_lr(grid[:2] + [stats(0.2, 0.93)], 0.95, 0.02) == (0.2, True)
+    assert choose_ft_lr(grid[:2] + [stats(0.2, 0.92)], 0.95, 0.02) == (0.1, True)
+    # a diverged pilot is never chosen, however it scored
+    assert choose_ft_lr(grid[:3] + [stats(0.8, 0.99, False)], 0.95, 0.02)[0] == 0.2
+    # nothing valid: the gentlest rate, and the record says so
+    assert choose_ft_lr([stats(0.1, 0.5), stats(0.2, 0.4)], 0.95, 0.02) == (0.1, False)
+
+
+def test_calibration_runs_pilots_and_refuses_a_diverging_rate():
+    """A real run on a tiny model: a rate that diverges (non-finite loss) is invalid
+    and recorded, and a working one is chosen."""
+    model = tiny_mlp()
+    x, y = tiny_data(60)
+    params = pretrain(
+        model,
+        x,
+        y,
+        x[:20],
+        y[:20],
+        seed=0,
+        epochs=5,
+        batch_size=20,
+        lr=0.3,
+        weight_decay=5e-4,
+        warmup_ratio=0.1,
+        momentum=0.9,
+        num_checkpoints=1,
+        eval_batch_size=32,
+        log=lambda _: None,
+    ).params
+    record = calibrate_ft_lr(
+        model,
+        params,
+        x,
+        y,
+        x[:20],
+        y[:20],
+        grid=[1e12, 0.01],
+        tolerance=0.5,
+        seed=0,
+        ft_steps=6,
+        batch_size=20,
+        weight_decay=5e-4,
+        momentum=0.9,
+        eval_batch_size=32,
+    )
+    assert record["ft_lr"] == 0.01 and record["valid"]
+    assert [row["lr"] for row in record["grid"]] == [0.01, 1e12]  # ascending
+    assert record["grid"][1]["finite"] is False
+    assert np.isnan(record["grid"][1]["escape"])
+    gentle = record["grid"][0]
+    assert gentle["finite"] and 0 <= gentle["escape"] <= 1
+    _, logits = jax.jit(lambda p, v: (None, model.apply(p, v)))(params, x[:20])
+    baseline = float(np.mean(np.asarray(logits).argmax(1) == y[:20]))
+    assert record["pretrained_heldout_accuracy"] == pytest.approx(baseline)
