@@ -85,3 +85,20 @@ def test_cross_field_problems_name_their_keys():
         validate_config({"dataset": "npz"}, SCHEMA)
     with pytest.raises(ConfigError, match="data_file: the file name 'my data.npz'"):
         validate_config({"dataset": "npz", "data_file": "my data.npz"}, SCHEMA)
+
+
+@pytest.mark.parametrize("value", ["fast", -0.1, 0])
+def test_ft_lr_is_a_positive_number_or_auto(value):
+    with pytest.raises(ConfigError) as err:
+        validate_config({"ensemble": {"ft_lr": value}}, SCHEMA)
+    assert (
+        f"config key ensemble.ft_lr: {value!r} is neither a number > 0 nor 'auto'"
+        in str(err.value)
+    )
+    config = {"ensemble": {}}
+    validate_config(config, SCHEMA)
+    assert config["ensemble"]["ft_lr"] == "auto"
+    assert config["ensemble"]["calibration"] == {
+        "grid": [0.025, 0.05, 0.1, 0.2, 0.4],
+        "tolerance": 0.02,
+    }
