@@ -403,7 +403,11 @@ def test_every_artifact_has_its_provenance_beside_it(smoke):
     assert chain["rule"] == "ensemble_chain"
     assert chain["seed"] == 1
     assert chain["wildcards"]["chain"] == "0"
-    assert chain["params"]["recipe"] == config["ensemble"]
+    # the config's knobs, and the defaults validation added
+    assert {k: chain["params"]["recipe"][k] for k in config["ensemble"]} == config[
+        "ensemble"
+    ]
+    assert chain["params"]["recipe"]["calibration"]["tolerance"] == 0.02
     assert chain["params"]["pretrain_recipe"]["lr"] == config["pretrain"]["lr"]
     assert len(chain["params"]["code"]) == 16
     assert chain["device"] == {"kind": "cpu", "platform": "cpu", "count": 1}
