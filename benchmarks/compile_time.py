@@ -1,6 +1,6 @@
 """Compile time versus run time per rule, from the "jax-compile" lines JAX jobs log.
 
-Every JAX job (pretrain, ensemble_chain, influence, influence_shard, relabel,
+Every JAX job (pretrain, ensemble_chains, influence, influence_shard, relabel,
 relabel_baseline, prune) prints at exit the seconds it spent tracing, lowering and
 compiling (or reading the persistent compilation cache) and its wall seconds
 (`gex_core.jobenv.track_compile_time`). This script sums them per rule for one or more

@@ -38,7 +38,7 @@ SAVED = re.compile(r"resume: saved stage (\d+), step (\d+) .*\(t\+([\d.]+) s\)")
 RESUMED = re.compile(
     r"resume: resumed from stage (\d+), step (\d+) .*\(t\+([\d.]+) s\)"
 )
-STARTED = re.compile(r"job ensemble_chain started (\S+)")
+STARTED = re.compile(r"job ensemble_chains started (\S+)")
 JOB_S = re.compile(r'jax-compile .*"job_s": ([\d.]+)')
 
 
@@ -80,7 +80,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True)
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["seeds"] = [0]
-    config["ensemble"].update(stages=args.stages, ft_steps=args.ft_steps)
+    config["ensemble"].update(chains=1, stages=args.stages, ft_steps=args.ft_steps)
     config["resume_every_s"] = args.every
     (args.workdir / "config.yaml").write_text(yaml.safe_dump(config))
     target, log = chain_paths(dict(config))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,10 @@ def describe_alternative(option: dict) -> str:
     """'a number > 0', "'auto'", ... for an anyOf branch of the schema."""
     if "const" in option:
         return repr(option["const"])
-    text = f"a {option.get('type', 'value')}"
+    kind = option.get("type", "value")
+    if kind == "null":
+        return "null"
+    text = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
     for bound, sign in (("exclusiveMinimum", ">"), ("minimum", ">=")):
         if bound in option:
             text += f" {sign} {option[bound]}"
@@ -78,7 +81,8 @@ def sorted_keys(value: Any) -> Any:
 def resolve_config(config: MutableMapping) -> None:
     """Cross-field checks the schema cannot express, and the "derive it" values made
     concrete (so result paths name what ran): pretrain.augment auto -> the data set's
-    augmentation, noise.pairs null -> the data set's usual pairs. Raises ConfigError
+    augmentation, ensemble.augment pretrain -> pretrain.augment, noise.pairs null ->
+    the data set's usual pairs. Raises ConfigError
     naming the key."""
     from gex_core.catalog import resolve_augmentation
     from gex_core.data import DEFAULT_PAIRS, HUMAN_LABEL_DATASETS
@@ -92,6 +96,9 @@ def resolve_config(config: MutableMapping) -> None:
             f"fit in the second half of pretrain.epochs={pre['epochs']}"
         )
     pre["augment"] = resolve_augmentation(pre["augment"], dataset)
+    ensemble = config["ensemble"]
+    if ensemble["augment"] == "pretrain":
+        ensemble["augment"] = pre["augment"]
     if dataset == "npz":
         if not config.get("data_file"):
             problems.append("config key data_file: dataset npz needs the .npz to read")
@@ -156,3 +163,13 @@ def validate_config(config: MutableMapping, schema_path: str | Path) -> None:
     canonical = sorted_keys(dict(config))
     config.clear()
     config.update(canonical)
+
+
+# Ensemble keys that decide how chains are run, not what a chain computes
+ENSEMBLE_EXECUTION_KEYS = ("chains", "chains_per_job", "batched")
+
+
+def chain_recipe(ensemble: Mapping[str, Any]) -> dict[str, Any]:
+    """The ensemble config a chain's members depend on: without the chain count and
+    the grouping of chains into jobs, so changing those reruns no existing chain."""
+    return {k: v for k, v in ensemble.items() if k not in ENSEMBLE_EXECUTION_KEYS}

@@ -5,7 +5,7 @@ changed knob makes new targets and leaves other stages' results cached:
 
     results/{dataset}/noise-{noise}/labels/seed{seed}.npz
     results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/model.msgpack
-    .../seed{seed}/ensemble/{ensemble}/chain{chain}.npz
+    .../seed{seed}/ensemble/{ensemble}/chains{first}-{last}.npz
     .../seed{seed}/influence/{method}/{hparams}/scores.npz
 """
 
@@ -25,6 +25,7 @@ LABELS = "results/{dataset}/noise-{noise}/labels/seed{seed}"
 PRETRAIN = RUN + "/pretrain"
 ENSEMBLE = RUN + "/ensemble/{ensemble}"
 CALIBRATION = ENSEMBLE + "/calibration.json"
+CHAIN_GROUP = ENSEMBLE + "/chains{first}-{last}"
 INFLUENCE = RUN + "/influence/{method}/{hparams}"
 SHARD = INFLUENCE + "/shards-{size}/shard{shard}"
 SUMMARY = "results/{dataset}/noise-{noise}/{model}/{train}/summary"
@@ -75,15 +76,21 @@ def train_segment(pretrain: Mapping[str, Any], model: str) -> str:
     return segment
 
 
-def ensemble_segment(ensemble: Mapping[str, Any]) -> str:
-    """Chain recipe (not the chain count K) -> "ft-lr0.1-s100-b64-S2".
+def ensemble_segment(config: Mapping[str, Any]) -> str:
+    """Chain recipe (not the chain count K) -> "ft-lr0.1-s100-b64-S2", plus
+    "-augcrop" when the fine-tuning augmentation differs from the pretraining's.
 
-    K is left out so that adding chains reuses the existing ones.
+    K, chains_per_job and batched are left out: a chain's members do not depend on
+    them, so adding chains reuses the existing ones.
     """
-    return (
+    ensemble = config["ensemble"]
+    segment = (
         f"ft-lr{fmt(ensemble['ft_lr'])}-s{ensemble['ft_steps']}"
         f"-b{ensemble['batch_size']}-S{ensemble['stages']}"
     )
+    if ensemble["augment"] != config["pretrain"]["augment"]:
+        segment += f"-aug{ensemble['augment'].replace('_', '')}"
+    return segment
 
 
 def method_segment(name: str, config: Mapping[str, Any]) -> str:
@@ -97,7 +104,7 @@ def method_segment(name: str, config: Mapping[str, Any]) -> str:
     parts = []
     if "ensemble" in spec.needs:
         parts += [
-            ensemble_segment(config["ensemble"]),
+            ensemble_segment(config),
             f"K{config['ensemble']['chains']}",
         ]
     parts += [
@@ -127,7 +134,7 @@ def pretrain_dir(config: Mapping[str, Any], seed: int) -> str:
 
 def ensemble_dir(config: Mapping[str, Any], seed: int) -> str:
     return ENSEMBLE.format(
-        **run_wildcards(config, seed), ensemble=ensemble_segment(config["ensemble"])
+        **run_wildcards(config, seed), ensemble=ensemble_segment(config)
     )
 
 
@@ -138,9 +145,31 @@ def calibration_files(config: Mapping[str, Any], seed: int) -> list[str]:
     return [f"{ensemble_dir(config, seed)}/calibration.json"]
 
 
+def chain_groups(chains: int, per_job: int | None) -> list[range]:
+    """The chains each ensemble job runs: consecutive runs of per_job (None: all)."""
+    size = chains if per_job is None else per_job
+    return [range(first, min(first + size, chains)) for first in range(0, chains, size)]
+
+
+def chain_range(first: int | str, last: int | str) -> range:
+    """The chains of a chains{first}-{last} file; a range running backwards is an error."""
+    first, last = int(first), int(last)
+    if first > last:
+        raise ValueError(
+            f"ensemble file chains{first}-{last}: the first chain must not come after "
+            "the last"
+        )
+    return range(first, last + 1)
+
+
 def chain_files(config: Mapping[str, Any], seed: int) -> list[str]:
-    folder = ensemble_dir(config, seed)
-    return [f"{folder}/chain{c}.npz" for c in range(config["ensemble"]["chains"])]
+    """The ensemble jobs' member-loss files of a seed, in chain order."""
+    ensemble = config["ensemble"]
+    wildcards = {**run_wildcards(config, seed), "ensemble": ensemble_segment(config)}
+    return [
+        CHAIN_GROUP.format(**wildcards, first=group[0], last=group[-1]) + ".npz"
+        for group in chain_groups(ensemble["chains"], ensemble["chains_per_job"])
+    ]
 
 
 def influence_dir(config: Mapping[str, Any], method: str, seed: int) -> str:
@@ -303,7 +332,8 @@ def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]
                 for s in seeds
             ]
         },
-        "ensemble_chain": {},
+        "calibrate": {},
+        "ensemble_chains": {},
         "influence": {},
         "influence_gather": {},
         "detect": {},
@@ -323,8 +353,13 @@ def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]
                 benchmark_file(f"{f}/detection.json") for f in folders
             ]
         if "ensemble" in get_method(method).needs:
-            files["ensemble_chain"][method] = [
+            files["ensemble_chains"][method] = [
                 benchmark_file(path) for s in seeds for path in chain_files(config, s)
+            ]
+            files["calibrate"][method] = [
+                benchmark_file(path)
+                for s in seeds
+                for path in calibration_files(config, s)
             ]
     for method in config["relabel"]["methods"]:
         files["relabel"][method] = [

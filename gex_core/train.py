@@ -69,22 +69,14 @@ class StepOutput(NamedTuple):
     correct: jax.Array
 
 
-def make_train_step(
+def train_step_body(
     apply: Callable,
     tx: optax.GradientTransformation,
     weight_decay: float,
     augment: str = "none",
     mesh: Mesh | None = None,
 ) -> Callable[..., StepOutput]:
-    """Jitted step(params, opt_state, x_all, y_all, idx, aug_key, step_number) on the
-    batch x_all[idx] (B rows), augmented with fold_in(aug_key, step_number).
-
-    apply: the training-mode forward pass (`Model.train_forward`). mesh: run
-    data-parallel on it, every argument and result replicated over its devices and the
-    batch split over them (`devices.batch_sharding`); GSPMD all-reduces the gradient
-    and batch-norm statistics, so the step computes the one-device numbers up to float
-    summation order. None: plain jit, placed where the arguments are.
-    """
+    """The unjitted step of `make_train_step` (to jit, or to vmap over chains first)."""
 
     def objective(params, x, y):
         logits = apply(params, x)
@@ -103,6 +95,26 @@ def make_train_step(
             optax.apply_updates(params, updates), opt_state, losses, correct
         )
 
+    return step
+
+
+def make_train_step(
+    apply: Callable,
+    tx: optax.GradientTransformation,
+    weight_decay: float,
+    augment: str = "none",
+    mesh: Mesh | None = None,
+) -> Callable[..., StepOutput]:
+    """Jitted step(params, opt_state, x_all, y_all, idx, aug_key, step_number) on the
+    batch x_all[idx] (B rows), augmented with fold_in(aug_key, step_number).
+
+    apply: the training-mode forward pass (`Model.train_forward`). mesh: run
+    data-parallel on it, every argument and result replicated over its devices and the
+    batch split over them (`devices.batch_sharding`); GSPMD all-reduces the gradient
+    and batch-norm statistics, so the step computes the one-device numbers up to float
+    summation order. None: plain jit, placed where the arguments are.
+    """
+    step = train_step_body(apply, tx, weight_decay, augment, mesh)
     return jax.jit(step) if mesh is None else replicated_jit(step, mesh)
 
 

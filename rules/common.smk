@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from gex_core import paths
+from gex_core.config import chain_recipe
 from gex_core.data import stored_train_size
 from gex_core.fingerprint import source_fingerprint
 from gex_core.influence.registry import get_method
@@ -12,7 +13,8 @@ WORKFLOW_DIR = Path(workflow.basedir)
 DATASET = paths.dataset_segment(config)
 NOISE = paths.noise_segment(config["noise"])
 TRAIN = paths.train_segment(config["pretrain"], config["model"])
-ENSEMBLE = paths.ensemble_segment(config["ensemble"])
+ENSEMBLE = paths.ensemble_segment(config)
+CHAIN_RECIPE = chain_recipe(config["ensemble"])
 METHOD_HPARAMS = {
     name: paths.method_segment(name, config) for name in paths.scored_methods(config)
 }
@@ -74,7 +76,8 @@ wildcard_constraints:
     train=r"[^/]+",
     seed=r"\d+",
     ensemble=r"[^/]+",
-    chain=r"\d+",
+    first=r"\d+",
+    last=r"\d+",
     method=r"[a-z0-9_]+",
     hparams=r"[^/]+",
     mode=r"hard|soft",

@@ -1,4 +1,4 @@
-# GEX geometric ensemble: one job per chain, so chains run in parallel.
+# GEX geometric ensemble: each job runs the chains first..last (ensemble.chains_per_job).
 
 
 rule calibrate:
@@ -21,7 +21,7 @@ rule calibrate:
     params:
         check=lambda wc: expect(wc, ensemble=ENSEMBLE),
         model=config["model"],
-        recipe=config["ensemble"],
+        recipe=CHAIN_RECIPE,
         pretrain_recipe=config["pretrain"],
         eval_batch_size=config["eval_batch_size"],
         code=code("calibrate.py"),
@@ -29,30 +29,31 @@ rule calibrate:
         "../workflow_scripts/calibrate.py"
 
 
-rule ensemble_chain:
+rule ensemble_chains:
     input:
         data="results/{dataset}/data.npz",
         labels=labels_file,
         model=pretrained("model.msgpack"),
         calibration=calibration_input,
     output:
-        losses="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chain{chain}.npz",
-        members="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chain{chain}.msgpack",
+        losses="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chains{first}-{last}.npz",
+        members="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chains{first}-{last}.msgpack",
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chain{chain}.log",
+        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chains{first}-{last}.log",
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chain{chain}.npz.tsv"
+        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chains{first}-{last}.npz.tsv"
     conda:
         "../envs/gex.yaml"
     threads: 1
     resources:
         gpu=GPU,
     params:
-        check=lambda wc: expect(wc, ensemble=ENSEMBLE),
+        check=lambda wc: expect(wc, ensemble=ENSEMBLE)
+        and bool(paths.chain_range(wc.first, wc.last)),
         model=config["model"],
-        recipe=config["ensemble"],
+        recipe=CHAIN_RECIPE,
         pretrain_recipe=config["pretrain"],
         eval_batch_size=config["eval_batch_size"],
-        code=code("ensemble_chain.py"),
+        code=code("ensemble_chains.py"),
     script:
-        "../workflow_scripts/ensemble_chain.py"
+        "../workflow_scripts/ensemble_chains.py"

@@ -21,8 +21,8 @@ RUN = f"results/digits/noise-sym0.2/mlp/{TRAIN}/seed0"
 LOGS = f"logs/digits/noise-sym0.2/mlp/{TRAIN}/seed0"
 MODEL = f"{RUN}/pretrain/model.msgpack"
 ENSEMBLE = "ensemble/ft-lr0.05-s10-b128-S1"
-CHAIN = f"{RUN}/{ENSEMBLE}/chain0.npz"
-CHAIN_LOG = f"{LOGS}/{ENSEMBLE}/chain0.log"
+CHAIN = f"{RUN}/{ENSEMBLE}/chains0-1.npz"
+CHAIN_LOG = f"{LOGS}/{ENSEMBLE}/chains0-1.log"
 PRETRAIN_OUTPUTS = (
     "model.msgpack",
     "trajectory.msgpack",
@@ -103,7 +103,7 @@ class Payload:
 
 def assert_no_chain_outputs(workdir: Path) -> None:
     folder = workdir / RUN / ENSEMBLE
-    for name in ("chain0.npz", "chain0.msgpack"):
+    for name in ("chains0-1.npz", "chains0-1.msgpack"):
         assert not (folder / name).exists(), name
     if folder.exists():
         assert not list(folder.glob("*.provenance.json"))

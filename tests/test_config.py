@@ -69,7 +69,7 @@ def test_defaults_fill_a_partial_config(tmp_path):
     (tmp_path / "config.yaml").write_text("seeds: [4]\n")
     result = snakemake(ROOT, tmp_path, "-n", "--cores", "1")
     assert result.returncode == 0, result.stderr
-    assert "seed4/ensemble/ft-lrauto-s100-b64-S2/chain3.npz" in result.stdout
+    assert "seed4/ensemble/ft-lrauto-s100-b64-S2/chains0-3.npz" in result.stdout
     assert "seed4/ensemble/ft-lrauto-s100-b64-S2/calibration.json" in result.stdout
     assert (
         "seed4/influence/gex/ft-lrauto-s100-b64-S2-K4-ref-pretrained/" in result.stdout

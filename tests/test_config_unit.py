@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -101,4 +103,36 @@ def test_ft_lr_is_a_positive_number_or_auto(value):
     assert config["ensemble"]["calibration"] == {
         "grid": [0.025, 0.05, 0.1, 0.2, 0.4],
         "tolerance": 0.02,
+        "refine": 2,
     }
+
+
+@pytest.mark.parametrize(
+    ("ensemble", "message"),
+    [
+        (
+            {"chains_per_job": 0},
+            "ensemble.chains_per_job: 0 is neither an integer >= 1 nor null",
+        ),
+        (
+            {"chains_per_job": "all"},
+            "ensemble.chains_per_job: 'all' is neither an integer >= 1 nor null",
+        ),
+        ({"batched": "yes"}, "ensemble.batched: 'yes' is not of type 'boolean'"),
+        ({"augment": "flip"}, "ensemble.augment: 'flip' is not one of ['pretrain'"),
+    ],
+)
+def test_bad_chain_settings_are_named(ensemble, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config({"ensemble": ensemble}, SCHEMA)
+
+
+def test_fine_tuning_augmentation_defaults_to_the_pretrainings():
+    config = {"dataset": "mnist", "ensemble": {}}
+    validate_config(config, SCHEMA)
+    assert config["pretrain"]["augment"] == config["ensemble"]["augment"] == "crop"
+    assert config["ensemble"]["chains_per_job"] is None
+    assert config["ensemble"]["batched"] is False
+    config = {"dataset": "mnist", "ensemble": {"augment": "none"}}
+    validate_config(config, SCHEMA)
+    assert config["ensemble"]["augment"] == "none"

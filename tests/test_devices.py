@@ -38,7 +38,7 @@ def child(out: str) -> None:
     from sklearn.datasets import load_digits
 
     from gex_core.devices import batch_sharding, data_mesh, per_device
-    from gex_core.ensemble import run_chain
+    from gex_core.ensemble import run_chain, run_chains
     from gex_core.influence.projection import project_gradients, random_directions
     from gex_core.models import ConvBN, bn_model, make_model
     from gex_core.train import (
@@ -89,26 +89,18 @@ def child(out: str) -> None:
         **common,
     )
     save("pretrained", result.params)
+    fine_tuning = dict(stages=1, ft_lr=0.1, ft_steps=8, eval_batch_size=90, **common)
+    data = (cnn, result.params, x_tr, y_tr, x_te, y_te)
     # batch 30: split over 2 of 4 devices (gcd), each half computed twice
-    chain = run_chain(
-        cnn,
-        result.params,
-        x_tr,
-        y_tr,
-        x_te,
-        y_te,
-        seed=0,
-        chain=1,
-        stages=1,
-        ft_lr=0.1,
-        ft_steps=8,
-        batch_size=30,
-        eval_batch_size=90,
-        **common,
-    )
+    chain = run_chain(*data, seed=0, chain=1, batch_size=30, **fine_tuning)
     save("member", chain.members)
     saved["member_train_losses"] = chain.train_losses
     saved["member_test_losses"] = chain.test_losses
+    # two chains advanced by one vmapped step, its batches split over the mesh
+    batched = run_chains(
+        *data, seed=0, chains=[0, 1], batch_size=32, batched=True, **fine_tuning
+    )
+    save("member_batched", [c.members for c in batched])
 
     # scores of identical parameters: eval batch 90 is padded to 92 on 4 devices
     eval_fn = make_eval_fn(cnn.apply)
@@ -229,7 +221,7 @@ def test_trained_parameters_and_member_losses_do_not_depend_on_devices(runs):
     one, four = runs[1], runs[4]
     trained = [k for k in one if k.split("/")[0] in ("pretrained", "member")]
     trained += [k for k in one if k.startswith("bn_") or k.startswith("member_")]
-    assert len(trained) > 10
+    assert len(trained) > 10 and any(k.startswith("member_batched/") for k in trained)
     for key in trained:
         assert_close(one[key], four[key], TRAINED_RTOL, key)
 

@@ -17,7 +17,7 @@ def test_closures_follow_imports_transitively():
     assert "gex_core/models.py" in pretrain
     assert "gex_core/__init__.py" in pretrain
     assert "gex_core/ensemble.py" not in pretrain
-    chain = names("ensemble_chain.py")
+    chain = names("ensemble_chains.py")
     assert "gex_core/ensemble.py" in chain and "gex_core/train.py" in chain
     assert "gex_core/influence/gex.py" not in chain
 
@@ -36,11 +36,11 @@ def test_editing_a_module_changes_exactly_the_dependent_fingerprints(tmp_path):
     scripts = tmp_path / "workflow_scripts"
     before = {
         s: source_fingerprint(scripts / s, tmp_path)
-        for s in ("pretrain.py", "ensemble_chain.py", "detect.py")
+        for s in ("pretrain.py", "ensemble_chains.py", "detect.py")
     }
     with open(tmp_path / "gex_core" / "ensemble.py", "a") as f:
         f.write("\n# an edit\n")
     after = {s: source_fingerprint(scripts / s, tmp_path) for s in before}
-    assert after["ensemble_chain.py"] != before["ensemble_chain.py"]
+    assert after["ensemble_chains.py"] != before["ensemble_chains.py"]
     assert after["pretrain.py"] == before["pretrain.py"]
     assert after["detect.py"] == before["detect.py"]

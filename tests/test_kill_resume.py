@@ -15,8 +15,8 @@ from tests.workflow_util import ROOT, assert_same_results, copy_workflow, snakem
 
 RUN = "results/digits/noise-sym0.2/mlp/sgd-e6-b128-lr0.1-wd0.0005-wu0.1-m0.9-T2-augnone/seed0"
 ENSEMBLE = "ft-lr0.05-s1500-b128-S2"
-TARGET = f"{RUN}/ensemble/{ENSEMBLE}/chain0.npz"
-LOG = f"logs/{RUN.removeprefix('results/')}/ensemble/{ENSEMBLE}/chain0.log"
+TARGET = f"{RUN}/ensemble/{ENSEMBLE}/chains0-0.npz"
+LOG = f"logs/{RUN.removeprefix('results/')}/ensemble/{ENSEMBLE}/chains0-0.log"
 SAVED = re.compile(r"resume: saved stage (\d+), step (\d+) to ")
 
 
@@ -25,7 +25,7 @@ def make_workdir(path):
     config = yaml.safe_load((ROOT / "tests" / "smoke" / "config.yaml").read_text())
     config["seeds"] = [0]
     # long enough to be caught mid-stage; saves every 10 steps
-    config["ensemble"].update(stages=2, ft_steps=1500)
+    config["ensemble"].update(chains=1, stages=2, ft_steps=1500)
     config["resume_every_s"] = 0.0
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     return path

@@ -25,6 +25,9 @@ CONFIG = {
         "ft_lr": 0.1,
         "ft_steps": 100,
         "batch_size": 64,
+        "augment": "none",
+        "chains_per_job": None,
+        "batched": False,
     },
     "influence": {
         "gex": {"reference": "pretrained", "tau": 0.05},
@@ -42,7 +45,10 @@ def test_segments_name_every_knob():
     assert paths.train_segment(
         {**CONFIG["pretrain"], "augment": "crop_flip"}, "resnet18"
     ).endswith("-augcropflip-bn50")
-    assert paths.ensemble_segment(CONFIG["ensemble"]) == "ft-lr0.1-s100-b64-S2"
+    assert paths.ensemble_segment(CONFIG) == "ft-lr0.1-s100-b64-S2"
+    # fine-tuning augmentation is named only where it differs from the pretraining's
+    cropped = {**CONFIG, "ensemble": {**CONFIG["ensemble"], "augment": "crop"}}
+    assert paths.ensemble_segment(cropped) == "ft-lr0.1-s100-b64-S2-augcrop"
     assert (
         paths.method_segment("gex", CONFIG) == "ft-lr0.1-s100-b64-S2-K4-ref-pretrained"
     )
@@ -115,3 +121,29 @@ def test_schema_lists_exactly_the_registered_methods():
     for name, spec in METHODS.items():
         expected = set(spec.hparams) | set(spec.unpathed)
         assert set(knobs[name]["properties"]) == expected, name
+
+
+@pytest.mark.parametrize(
+    ("chains", "per_job", "groups"),
+    [
+        (4, None, [range(0, 4)]),
+        (4, 1, [range(0, 1), range(1, 2), range(2, 3), range(3, 4)]),
+        (5, 2, [range(0, 2), range(2, 4), range(4, 5)]),
+        (3, 8, [range(0, 3)]),
+    ],
+)
+def test_chains_are_grouped_into_jobs_in_order(chains, per_job, groups):
+    assert paths.chain_groups(chains, per_job) == groups
+
+
+def test_chain_files_name_their_chains_and_not_how_many_exist():
+    config = {**CONFIG, "ensemble": {**CONFIG["ensemble"], "chains_per_job": 2}}
+    files = paths.chain_files(config, 0)
+    folder = paths.ensemble_dir(config, 0)
+    assert files == [f"{folder}/chains0-1.npz", f"{folder}/chains2-3.npz"]
+    # more chains keep the existing files: only new ones are added
+    more = {**config, "ensemble": {**config["ensemble"], "chains": 6}}
+    assert paths.chain_files(more, 0) == files + [f"{folder}/chains4-5.npz"]
+    assert paths.chain_range("2", "3") == range(2, 4)
+    with pytest.raises(ValueError, match="chains3-2: the first chain must not come"):
+        paths.chain_range(3, 2)

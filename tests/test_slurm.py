@@ -48,7 +48,7 @@ RUN = "results/digits/noise-sym0.2/mlp/sgd-e6-b128-lr0.1-wd0.0005-wu0.1-m0.9-T2-
 TARGETS = (f"{RUN}/summary/detection.tsv", f"{RUN}/summary/rank_agreement.tsv")
 # Jobs of the JAX rules among them, which must have gone through SLURM (scores come
 # from influence jobs, or from influence_shard jobs where shard_size is set).
-JAX_JOBS = {"pretrain": 2, "ensemble_chain": 4}
+JAX_JOBS = {"pretrain": 2, "ensemble_chains": 2}
 SCORING_RULES = ("influence", "influence_shard")
 RULE_BLOCK = re.compile(r"^(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n|\n)*)", re.M)
 

@@ -100,9 +100,11 @@ def test_outputs_exist_and_hold_sane_numbers(smoke):
         with np.load(run / "pretrain/record.npz") as record:
             assert record["forgetting"].shape == (1437,)
             assert list(record["trajectory_epochs"]) == [4, 5]
-        with np.load(run / "ensemble/ft-lr0.05-s10-b128-S1/chain1.npz") as chain:
-            assert chain["train_losses"].shape == (1, 1437)
-            assert chain["test_losses"].shape == (1, 360)
+        # both chains of the seed in one job (ensemble.chains_per_job: null)
+        with np.load(run / "ensemble/ft-lr0.05-s10-b128-S1/chains0-1.npz") as chains:
+            assert chains["train_losses"].shape == (2, 1437)
+            assert chains["test_losses"].shape == (2, 360)
+            assert list(chains["chains"]) == [0, 1]
         for method in (GEX, RANDPROJ):
             with np.load(run / method / "scores.npz") as scores:
                 assert scores["self_influence"].shape == (1437,)
@@ -125,7 +127,7 @@ def test_outputs_exist_and_hold_sane_numbers(smoke):
         "dataset",
         "labels",
         "pretrain",
-        "ensemble_chain",
+        "ensemble_chains",
         "influence",
         "detect",
         "relabel",
@@ -133,7 +135,7 @@ def test_outputs_exist_and_hold_sane_numbers(smoke):
         "prune",
     }
     jobs = rules.set_index("rule").jobs
-    assert (jobs.ensemble_chain, jobs.relabel, jobs.relabel_baseline) == (4, 4, 4)
+    assert (jobs.ensemble_chains, jobs.relabel, jobs.relabel_baseline) == (2, 4, 4)
     assert jobs.prune == 3 * 2 * 2  # gex, randproj, random x 2 seeds x 2 fractions
 
 
@@ -213,10 +215,34 @@ def test_changing_a_gex_knob_never_reruns_pretraining(smoke):
         snakemake(workflow, workdir, "-n", "--configfile", str(changed))
     )
     assert jobs == {
-        "ensemble_chain": 4,
+        "ensemble_chains": 2,
         **ONE_METHOD_DOWNSTREAM,
         **AGGREGATES,
     }
+
+
+def test_how_chains_are_run_reruns_nothing_but_more_chains_do(smoke):
+    workflow, workdir = smoke
+    for changes in ({"batched": True}, {"chains_per_job": 2}):
+        changed = config_with(workdir, "ensemble", **changes)
+        result = snakemake(workflow, workdir, "-n", "--configfile", str(changed))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert planned_jobs(result) == {}, changes
+    # chains_per_job 2 keeps the job chains0-1 and adds chains2-3 for 4 chains
+    changed = config_with(workdir, "ensemble", chains=4, chains_per_job=2)
+    result = snakemake(workflow, workdir, "-n", "--configfile", str(changed))
+    assert planned_jobs(result) == {
+        "ensemble_chains": 2,
+        **ONE_METHOD_DOWNSTREAM,
+        **AGGREGATES,
+    }
+    outputs = [
+        line
+        for line in result.stdout.splitlines()
+        if line.strip().startswith("output:")
+    ]
+    assert any("chains2-3.npz" in line for line in outputs)
+    assert not any("chains0-1.npz" in line for line in outputs)
 
 
 def test_changing_the_noise_ratio_reruns_everything_downstream_of_labels(smoke):
@@ -228,7 +254,7 @@ def test_changing_the_noise_ratio_reruns_everything_downstream_of_labels(smoke):
     assert jobs == {
         "labels": 2,
         "pretrain": 2,
-        "ensemble_chain": 4,
+        "ensemble_chains": 2,
         **EVERY_SCORE_DOWNSTREAM,
         **AGGREGATES,
     }
@@ -237,10 +263,10 @@ def test_changing_the_noise_ratio_reruns_everything_downstream_of_labels(smoke):
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        ("ensemble.py", {"ensemble_chain": 4, **ONE_METHOD_DOWNSTREAM}),
+        ("ensemble.py", {"ensemble_chains": 2, **ONE_METHOD_DOWNSTREAM}),
         ("influence/projection.py", ONE_METHOD_DOWNSTREAM),
-        ("train.py", {"pretrain": 2, "ensemble_chain": 4, **EVERY_SCORE_DOWNSTREAM}),
-        ("plots.py", {"pretrain": 2, "ensemble_chain": 4, **EVERY_SCORE_DOWNSTREAM}),
+        ("train.py", {"pretrain": 2, "ensemble_chains": 2, **EVERY_SCORE_DOWNSTREAM}),
+        ("plots.py", {"pretrain": 2, "ensemble_chains": 2, **EVERY_SCORE_DOWNSTREAM}),
     ],
 )
 def test_editing_a_module_marks_exactly_its_stages_stale(smoke, module, expected):
@@ -300,9 +326,7 @@ def test_every_registered_method_runs_on_real_workflow_artifacts(smoke):
         seed=0,
         eval_batch_size=512,
         recipe=config["pretrain"],
-        chain_paths=tuple(
-            str(run / f"ensemble/ft-lr0.05-s10-b128-S1/chain{c}.npz") for c in (0, 1)
-        ),
+        chain_paths=(str(run / "ensemble/ft-lr0.05-s10-b128-S1/chains0-1.npz"),),
     )
     assert set(SMALL_HPARAMS) | {"exact", "lissa"} == set(METHODS)
     for name, hp in SMALL_HPARAMS.items():
@@ -396,17 +420,21 @@ def test_every_artifact_has_its_provenance_beside_it(smoke):
         (
             workdir
             / RUN.format(seed=1)
-            / "ensemble/ft-lr0.05-s10-b128-S1/chain0.npz.provenance.json"
+            / "ensemble/ft-lr0.05-s10-b128-S1/chains0-1.npz.provenance.json"
         ).read_text()
     )
     config = yaml.safe_load((workdir / "config.yaml").read_text())
-    assert chain["rule"] == "ensemble_chain"
+    assert chain["rule"] == "ensemble_chains"
     assert chain["seed"] == 1
-    assert chain["wildcards"]["chain"] == "0"
-    # the config's knobs, and the defaults validation added
-    assert {k: chain["params"]["recipe"][k] for k in config["ensemble"]} == config[
-        "ensemble"
-    ]
+    assert (chain["wildcards"]["first"], chain["wildcards"]["last"]) == ("0", "1")
+    # the config's knobs, and the defaults validation added; the keys for how chains
+    # are run (K, chains_per_job, batched) are not the job's params
+    recipe = chain["params"]["recipe"]
+    assert {k: recipe[k] for k in config["ensemble"] if k != "chains"} == {
+        k: v for k, v in config["ensemble"].items() if k != "chains"
+    }
+    assert not {"chains", "chains_per_job", "batched"} & set(recipe)
+    assert recipe["augment"] == "none"  # pretrain: the pretraining's, made concrete
     assert chain["params"]["recipe"]["calibration"]["tolerance"] == 0.02
     assert chain["params"]["pretrain_recipe"]["lr"] == config["pretrain"]["lr"]
     assert len(chain["params"]["code"]) == 16
@@ -441,15 +469,46 @@ def test_automatic_ft_lr_is_calibrated_per_seed_and_read_by_the_chains(smoke, tm
         str(changed),
         "--cores",
         "2",
-        f"{ensemble}/chain0.npz",
+        f"{ensemble}/chains0-0.npz",  # any chain range can be asked for
     )
     assert result.returncode == 0, result.stderr[-5000:]
-    assert planned_jobs(result) == {"calibrate": 1, "ensemble_chain": 1}
+    assert planned_jobs(result) == {"calibrate": 1, "ensemble_chains": 1}
     record = json.loads((workdir / ensemble / "calibration.json").read_text())
-    assert [row["lr"] for row in record["grid"]] == [0.01, 0.05, 1.0e9]
-    assert record["grid"][2]["finite"] is False  # diverged, never chosen
+    grid = [row for row in record["grid"] if not row["refined"]]
+    assert [row["lr"] for row in grid] == [0.01, 0.05, 1.0e9]
+    assert grid[2]["finite"] is False  # diverged, never chosen
     assert record["ft_lr"] in (0.01, 0.05) and record["valid"]
+    # two bisecting pilots between the choice and the diverged rate
+    refined = [row["lr"] for row in record["grid"] if row["refined"]]
+    assert record["refine"] == 2 and len(refined) == 2
+    assert all(record["ft_lr"] < lr < 1.0e9 for lr in refined)
     assert (workdir / ensemble / "calibration.png").stat().st_size > 10_000
     assert (workdir / ensemble / "calibration.json.provenance.json").exists()
-    log = workdir / "logs" / ensemble.removeprefix("results/") / "chain0.log"
+    log = workdir / "logs" / ensemble.removeprefix("results/") / "chains0-0.log"
     assert f"ft_lr {record['ft_lr']} (calibrated: " in log.read_text()
+
+
+def test_chains_run_one_per_job_equal_their_rows_of_the_grouped_job(smoke, tmp_path):
+    """ensemble.chains_per_job changes the jobs, not the members: chains 0 and 1 run
+    as two jobs give bitwise the rows of the smoke run's job chains0-1."""
+    workflow, first = smoke
+    workdir = shutil.copytree(first, tmp_path / "run", symlinks=True)
+    changed = config_with(workdir, "ensemble", chains_per_job=1)
+    ensemble = workdir / RUN.format(seed=0) / "ensemble/ft-lr0.05-s10-b128-S1"
+    result = snakemake(
+        workflow,
+        workdir,
+        "--configfile",
+        str(changed),
+        "--cores",
+        "2",
+        *(str(ensemble / f"chains{c}-{c}.npz") for c in (0, 1)),
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert planned_jobs(result) == {"ensemble_chains": 2}
+    with np.load(ensemble / "chains0-1.npz") as grouped:
+        for c in (0, 1):
+            with np.load(ensemble / f"chains{c}-{c}.npz") as alone:
+                assert list(alone["chains"]) == [c]
+                for key in ("train_losses", "test_losses"):
+                    assert alone[key].tobytes() == grouped[key][c : c + 1].tobytes()

@@ -5,14 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-
 from gex_core.calibration import calibrate_ft_lr
-from gex_core.checkpoint import load_params
-from gex_core.data import read_noisy_dataset
 from gex_core.io import save_figure, write_json
-from gex_core.models import make_model
 from gex_core.plots import calibration_curve
+from gex_core.stages.ensemble import load_pretrained_run
 
 
 def run_calibration(
@@ -27,12 +23,12 @@ def run_calibration(
     eval_batch_size: int,
     outputs: Mapping[str, str],
 ) -> dict[str, Any]:
-    """recipe: the ensemble config (calibration grid and tolerance, ft_steps,
-    batch_size); outputs: record (.json), plot (.png). Reads only the given (noisy)
+    """recipe: the chain recipe (calibration grid, tolerance and refine, ft_steps,
+    batch_size, augment); outputs: record (.json), plot (.png). Reads only the given (noisy)
     training labels of labels_path, never its clean labels or noise mask."""
-    data = read_noisy_dataset(data_path, labels_path)
-    model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
-    pretrained = load_params(model_path, model.init(jax.random.key(0)), model_name)
+    data, model, pretrained = load_pretrained_run(
+        data_path, labels_path, model_name, model_path
+    )
     record = calibrate_ft_lr(
         model,
         pretrained,
@@ -42,13 +38,14 @@ def run_calibration(
         data.y_test,
         grid=[float(v) for v in recipe["calibration"]["grid"]],
         tolerance=float(recipe["calibration"]["tolerance"]),
+        refine=int(recipe["calibration"]["refine"]),
         seed=seed,
         ft_steps=int(recipe["ft_steps"]),
         batch_size=int(recipe["batch_size"]),
         weight_decay=float(pretrain_recipe["weight_decay"]),
         momentum=float(pretrain_recipe["momentum"]),
         eval_batch_size=eval_batch_size,
-        augment=str(pretrain_recipe["augment"]),
+        augment=str(recipe["augment"]),
         bn_batches=int(pretrain_recipe["bn_batches"]),
     )
     write_json(outputs["record"], record)

@@ -1,9 +1,9 @@
-"""Ensemble stage: one GEX chain; member losses and member parameters out."""
+"""Ensemble stage: a job's GEX chains; member losses and member parameters out."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -11,11 +11,11 @@ import numpy as np
 
 from gex_core.checkpoint import load_params, save_params
 from gex_core.costs import timed_forward_pass
-from gex_core.data import read_noisy_dataset
+from gex_core.data import Dataset, read_noisy_dataset
 from gex_core.devices import data_mesh, describe
-from gex_core.ensemble import run_chain
+from gex_core.ensemble import run_chains
 from gex_core.io import read_json, write_npz
-from gex_core.models import make_model
+from gex_core.models import Model, make_model
 from gex_core.resume import NO_RESUME, Resume
 
 
@@ -30,30 +30,51 @@ def chain_ft_lr(recipe: Mapping[str, Any], calibration_path: str | None) -> floa
     return ft_lr
 
 
-def run_ensemble_chain(
+def load_pretrained_run(
+    data_path: str, labels_path: str, model_name: str, model_path: str
+) -> tuple[Dataset, Model, Any]:
+    """The data with the given (noisy) training labels, the model and its pretrained
+    parameters, as the ensemble and calibration jobs start."""
+    data = read_noisy_dataset(data_path, labels_path)
+    model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
+    pretrained = load_params(model_path, model.init(jax.random.key(0)), model_name)
+    return data, model, pretrained
+
+
+def run_ensemble_chains(
     *,
     data_path: str,
     model_name: str,
     labels_path: str,
     model_path: str,
     seed: int,
-    chain: int,
+    chains: Sequence[int],
     recipe: Mapping[str, Any],
     pretrain_recipe: Mapping[str, Any],
     eval_batch_size: int,
     outputs: Mapping[str, str],
     calibration_path: str | None = None,
+    batched: bool = False,
     resume: Resume = NO_RESUME,
 ) -> None:
-    """recipe: the ensemble config; pretrain_recipe: the pretraining config (weight
-    decay, momentum, augmentation, batch-norm batches carry over). outputs: losses (.npz: train_losses (S, N), test_losses (S, N_te), and the
-    chain's compute_seconds and forward_pass_seconds, timed in this process), members."""
-    data = read_noisy_dataset(data_path, labels_path)
-    model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
-    pretrained = load_params(model_path, model.init(jax.random.key(0)), model_name)
+    """Run the given chains in one job (`ensemble.run_chains`).
+
+    recipe: the chain recipe (ft_lr, ft_steps, batch_size, stages, augment);
+    pretrain_recipe: the pretraining config (weight decay, momentum and batch-norm
+    batches carry over). outputs: losses (.npz: train_losses (G*S, N), test_losses
+    (G*S, N_te), chain-major; chains (G,); the job's compute_seconds and
+    forward_pass_seconds, timed in this process), members (G*S parameter trees,
+    chain-major)."""
+    data, model, pretrained = load_pretrained_run(
+        data_path, labels_path, model_name, model_path
+    )
     print(f"local devices: {describe(data_mesh())} (data-parallel)")
+    print(
+        f"chains {list(chains)}, "
+        + ("batched (vmapped)" if batched else "one step each")
+    )
     start = time.perf_counter()
-    result = run_chain(
+    results = run_chains(
         model,
         pretrained,
         data.x_train,
@@ -61,7 +82,7 @@ def run_ensemble_chain(
         data.x_test,
         data.y_test,
         seed=seed,
-        chain=chain,
+        chains=chains,
         stages=int(recipe["stages"]),
         ft_lr=chain_ft_lr(recipe, calibration_path),
         ft_steps=int(recipe["ft_steps"]),
@@ -69,19 +90,23 @@ def run_ensemble_chain(
         weight_decay=float(pretrain_recipe["weight_decay"]),
         momentum=float(pretrain_recipe["momentum"]),
         eval_batch_size=eval_batch_size,
-        augment=str(pretrain_recipe["augment"]),
+        augment=str(recipe["augment"]),
         bn_batches=int(pretrain_recipe["bn_batches"]),
+        batched=batched,
         resume=resume,
     )
     compute_s = time.perf_counter() - start
     forward_s = timed_forward_pass(
         model, pretrained, data.x_train, data.y_train, eval_batch_size
     )
-    save_params(outputs["members"], result.members)
+    save_params(outputs["members"], [m for r in results for m in r.members])
     write_npz(
         outputs["losses"],
-        train_losses=result.train_losses.astype(np.float32),
-        test_losses=result.test_losses.astype(np.float32),
+        train_losses=np.concatenate([r.train_losses for r in results]).astype(
+            np.float32
+        ),
+        test_losses=np.concatenate([r.test_losses for r in results]).astype(np.float32),
+        chains=np.asarray(chains, np.int64),
         compute_seconds=np.array(compute_s),
         forward_pass_seconds=np.array(forward_s),
     )

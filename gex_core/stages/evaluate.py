@@ -62,6 +62,8 @@ def run_summarize_detection(
 SHARED_RULES = ("dataset", "labels", "pretrain")
 # the rules whose jobs compute one method's scores (its own cost)
 SCORING_RULES = ("influence", "influence_shard", "influence_gather")
+# A method's own jobs before scoring: GEX's learning-rate calibration and chains
+UPSTREAM_RULES = ("calibrate", "ensemble_chains")
 
 
 def read_benchmark(path: str) -> dict[str, float]:
@@ -96,7 +98,7 @@ def cost_tables(
     benchmarks: {rule: {method ("" = shared by all methods): [Snakemake benchmark tsv
     per job]}} (rules without jobs are left out of the per-rule table); timing: {method: [timing.json per seed]}; chains: {method: [chain .npz
     files of all seeds]} for methods built on the ensemble. Per method: wall seconds per
-    seed of its own jobs (ensemble chains, scoring) and of the shared jobs (data,
+    seed of its own jobs (calibration and ensemble chains, scoring) and of the shared jobs (data,
     labels, pretraining), peak RSS, and its compute in forward passes over the training
     set (each job's compute time over a forward pass timed in the same job).
     """
@@ -125,12 +127,13 @@ def cost_tables(
             rule: [read_benchmark(p) for p in by_method.get(method, [])]
             for rule, by_method in benchmarks.items()
         }
-        upstream = sum(r["s"] for r in own["ensemble_chain"]) / num_seeds
+        upstream = sum(r["s"] for rule in UPSTREAM_RULES for r in own.get(rule, []))
+        upstream /= num_seeds
         scoring = sum(r["s"] for rule in SCORING_RULES for r in own.get(rule, []))
         scoring /= num_seeds
         rss = [
             r["max_rss"]
-            for rule in ("ensemble_chain", *SCORING_RULES)
+            for rule in (*UPSTREAM_RULES, *SCORING_RULES)
             for r in own.get(rule, [])
         ]
         per_method.append(
