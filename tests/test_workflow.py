@@ -459,7 +459,7 @@ def test_automatic_ft_lr_is_calibrated_per_seed_and_read_by_the_chains(smoke, tm
         workdir,
         "ensemble",
         ft_lr="auto",
-        calibration={"grid": [0.01, 0.05, 1.0e9], "tolerance": 0.05},
+        calibration={"grid": [0.01, 0.05, 1.0e9], "tolerance": 0.05, "refine": 2},
     )
     ensemble = RUN.format(seed=0) + "/ensemble/ft-lrauto-s10-b128-S1"
     result = snakemake(
