@@ -494,7 +494,7 @@ def test_chains_run_one_per_job_equal_their_rows_of_the_grouped_job(smoke, tmp_p
     workflow, first = smoke
     workdir = shutil.copytree(first, tmp_path / "run", symlinks=True)
     changed = config_with(workdir, "ensemble", chains_per_job=1)
-    ensemble = workdir / RUN.format(seed=0) / "ensemble/ft-lr0.05-s10-b128-S1"
+    folder = RUN.format(seed=0) + "/ensemble/ft-lr0.05-s10-b128-S1"
     result = snakemake(
         workflow,
         workdir,
@@ -502,8 +502,9 @@ def test_chains_run_one_per_job_equal_their_rows_of_the_grouped_job(smoke, tmp_p
         str(changed),
         "--cores",
         "2",
-        *(str(ensemble / f"chains{c}-{c}.npz") for c in (0, 1)),
+        *(f"{folder}/chains{c}-{c}.npz" for c in (0, 1)),  # relative to the workdir
     )
+    ensemble = workdir / folder
     assert result.returncode == 0, result.stderr[-5000:]
     assert planned_jobs(result) == {"ensemble_chains": 2}
     with np.load(ensemble / "chains0-1.npz") as grouped:
