@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +49,15 @@ def run_calibration(
         augment=str(recipe["augment"]),
         bn_batches=int(pretrain_recipe["bn_batches"]),
     )
+    if not record["valid"]:
+        print(
+            "calibration: warning: no rate kept held-out accuracy within "
+            f"{record['tolerance']} of the pretrained model's "
+            f"{record['pretrained_heldout_accuracy']:.3f}; using the smallest, "
+            f"{record['ft_lr']}: GEX's members may not describe the data (lower "
+            "ensemble.calibration.grid, or check ensemble.augment)",
+            file=sys.stderr,
+        )
     write_json(outputs["record"], record)
     save_figure(
         outputs["plot"],
