@@ -9,7 +9,7 @@ from typing import Any
 from gex_core.calibration import calibrate_ft_lr
 from gex_core.io import save_figure, write_json
 from gex_core.plots import calibration_curve
-from gex_core.stages.ensemble import load_pretrained_run
+from gex_core.stages.ensemble import fine_tuning, load_pretrained_run
 
 
 def run_calibration(
@@ -41,13 +41,7 @@ def run_calibration(
         tolerance=float(recipe["calibration"]["tolerance"]),
         refine=int(recipe["calibration"]["refine"]),
         seed=seed,
-        ft_steps=int(recipe["ft_steps"]),
-        batch_size=int(recipe["batch_size"]),
-        weight_decay=float(pretrain_recipe["weight_decay"]),
-        momentum=float(pretrain_recipe["momentum"]),
-        eval_batch_size=eval_batch_size,
-        augment=str(recipe["augment"]),
-        bn_batches=int(pretrain_recipe["bn_batches"]),
+        **fine_tuning(recipe, pretrain_recipe, eval_batch_size),
     )
     if not record["valid"]:
         print(

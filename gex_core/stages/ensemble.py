@@ -30,6 +30,23 @@ def chain_ft_lr(recipe: Mapping[str, Any], calibration_path: str | None) -> floa
     return ft_lr
 
 
+def fine_tuning(
+    recipe: Mapping[str, Any], pretrain_recipe: Mapping[str, Any], eval_batch_size: int
+) -> dict[str, Any]:
+    """The fine-tuning keywords of `ensemble.run_chains` (and the calibration pilots)
+    from the chain recipe and the pretraining config (weight decay, momentum and
+    batch-norm batches carry over)."""
+    return dict(
+        ft_steps=int(recipe["ft_steps"]),
+        batch_size=int(recipe["batch_size"]),
+        weight_decay=float(pretrain_recipe["weight_decay"]),
+        momentum=float(pretrain_recipe["momentum"]),
+        eval_batch_size=eval_batch_size,
+        augment=str(recipe["augment"]),
+        bn_batches=int(pretrain_recipe["bn_batches"]),
+    )
+
+
 def load_pretrained_run(
     data_path: str, labels_path: str, model_name: str, model_path: str
 ) -> tuple[Dataset, Model, Any]:
@@ -85,13 +102,7 @@ def run_ensemble_chains(
         chains=chains,
         stages=int(recipe["stages"]),
         ft_lr=chain_ft_lr(recipe, calibration_path),
-        ft_steps=int(recipe["ft_steps"]),
-        batch_size=int(recipe["batch_size"]),
-        weight_decay=float(pretrain_recipe["weight_decay"]),
-        momentum=float(pretrain_recipe["momentum"]),
-        eval_batch_size=eval_batch_size,
-        augment=str(recipe["augment"]),
-        bn_batches=int(pretrain_recipe["bn_batches"]),
+        **fine_tuning(recipe, pretrain_recipe, eval_batch_size),
         batched=batched,
         resume=resume,
     )
