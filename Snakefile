@@ -2,7 +2,7 @@
 # Run: snakemake --cores all   (see README.md for targets, config knobs and profiles)
 from snakemake.utils import min_version
 
-from gex_core.config import validate_config
+from gex_core.workflow.config import validate_config
 
 min_version("9.0")
 

@@ -23,9 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gex_core.devices import data_mesh, describe  # noqa: E402
-from gex_core.ensemble import run_chains  # noqa: E402
-from gex_core.models import make_model  # noqa: E402
+from gex_core.influence.ensemble import FineTuning, run_chains  # noqa: E402
+from gex_core.training.devices import data_mesh, describe  # noqa: E402
+from gex_core.training.hooks import no_log  # noqa: E402
+from gex_core.training.models import make_model  # noqa: E402
 
 
 def load(shape: list[int] | None, n: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -53,32 +54,24 @@ def main() -> None:
     x, y, classes = load(args.shape, args.n)
     model = make_model(args.model, classes, x.shape[1:])
     pretrained = model.init(jax.random.key(0))
-    recipe = dict(
-        seed=0,
+    recipe = FineTuning(
+        stages=args.stages,
         ft_lr=0.05,
+        ft_steps=args.ft_steps,
         batch_size=args.batch_size,
         weight_decay=5.0e-4,
         momentum=0.9,
-        eval_batch_size=512,
-        log=lambda _: None,
     )
+    options = dict(seed=0, eval_batch_size=512, log=no_log)
     chains = list(range(args.chains))
     seconds = {}
-    data = (model, pretrained, x, y, x[:64], y[:64])
+    data = (model, pretrained, (x, y, x[:64], y[:64]))
     for batched in (False, True):
         # warm-up: compiles the step, evaluation and batch-norm functions
-        run_chains(
-            *data, chains=chains, stages=1, ft_steps=2, batched=batched, **recipe
-        )
+        warm_up = recipe._replace(stages=1, ft_steps=2)
+        run_chains(*data, warm_up, chains=chains, batched=batched, **options)
         start = time.perf_counter()
-        run_chains(
-            *data,
-            chains=chains,
-            stages=args.stages,
-            ft_steps=args.ft_steps,
-            batched=batched,
-            **recipe,
-        )
+        run_chains(*data, recipe, chains=chains, batched=batched, **options)
         seconds[batched] = time.perf_counter() - start
     members = args.chains * args.stages
     print(

@@ -3,7 +3,7 @@
 Every JAX job (pretrain, ensemble_chains, influence, influence_shard, relabel,
 relabel_baseline, prune) prints at exit the seconds it spent tracing, lowering and
 compiling (or reading the persistent compilation cache) and its wall seconds
-(`gex_core.jobenv.track_compile_time`). This script sums them per rule for one or more
+(`gex_core.workflow.jobenv.track_compile_time`). This script sums them per rule for one or more
 log folders, e.g. a run without the cache and the same run with it:
 
     JAX_ENABLE_COMPILATION_CACHE=false snakemake --cores all -d /tmp/cold
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gex_core.jobenv import COMPILE_REPORT
+from gex_core.workflow.jobenv import COMPILE_REPORT
 
 
 def compile_records(log_dir: str | Path) -> list[dict]:

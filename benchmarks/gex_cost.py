@@ -31,9 +31,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gex_core import paths  # noqa: E402
-from gex_core.config import validate_config  # noqa: E402
-from gex_core.stages.evaluate import read_benchmark  # noqa: E402
+from gex_core.workflow import paths  # noqa: E402
+from gex_core.workflow.config import validate_config  # noqa: E402
+from gex_core.workflow.stages.evaluate import read_benchmark  # noqa: E402
 
 GROUPINGS = {"one": 1, "all": None}
 

@@ -36,8 +36,8 @@ import jax
 import numpy as np
 from throughput import SHAPES  # the research models' input shapes (vgg, resnet18)
 
-from gex_core.models import make_model, num_params, trainable
-from gex_core.train import evaluate, make_eval_fn
+from gex_core.training.models import make_model, num_params, trainable
+from gex_core.training.steps import evaluate, make_eval_fn
 
 # digits-size inputs for the small models
 INPUT_SHAPES = {"cnn": (8, 8, 1), "mlp": (8, 8, 1)} | {

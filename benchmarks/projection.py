@@ -15,14 +15,14 @@ import time
 
 import jax
 
-from gex_core.data import load_dataset
+from gex_core.data.load import load_dataset
 from gex_core.influence.projection import (
     STRATEGIES,
     project_gradients,
     random_directions,
 )
-from gex_core.models import make_model, num_params
-from gex_core.train import evaluate, make_eval_fn
+from gex_core.training.models import make_model, num_params
+from gex_core.training.steps import evaluate, make_eval_fn
 
 
 def timed(fn) -> float:

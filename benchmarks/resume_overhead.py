@@ -57,8 +57,8 @@ def snakemake(workdir: Path, *args: str, background: bool = False):
 
 def chain_paths(config: dict) -> tuple[str, Path]:
     """The chain 0 target of seed 0 and its log (relative to the workdir)."""
-    from gex_core import paths
-    from gex_core.config import validate_config
+    from gex_core.workflow import paths
+    from gex_core.workflow.config import validate_config
 
     validate_config(config, ROOT / "schemas" / "config.schema.yaml")
     target = paths.chain_files(config, 0)[0]

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from gex_core.io import write_npz
-from gex_core.paths import benchmark_file, influence_dir
+from gex_core.workflow.io import write_npz
+from gex_core.workflow.paths import benchmark_file, influence_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["gex", "randproj"]
@@ -100,7 +100,7 @@ def resolved(config: dict) -> dict:
     """The config with the schema's defaults, as the workflow sees it."""
     import copy
 
-    from gex_core.config import validate_config
+    from gex_core.workflow.config import validate_config
 
     full = copy.deepcopy(config)
     validate_config(full, ROOT / "schemas" / "config.schema.yaml")

@@ -23,8 +23,8 @@ import numpy as np
 import optax
 import yaml
 
-from gex_core.models import make_model, num_params
-from gex_core.train import make_eval_fn, make_train_step
+from gex_core.training.models import make_model, num_params
+from gex_core.training.steps import make_eval_fn, make_train_step
 
 SHAPES = {"vgg": ((28, 28, 1), "crop"), "resnet18": ((32, 32, 3), "crop_flip")}
 
@@ -144,7 +144,7 @@ def main() -> None:
             )
         )
     if args.preset:
-        from gex_core.config import validate_config
+        from gex_core.workflow.config import validate_config
 
         with open(args.preset) as f:
             config = yaml.safe_load(f)

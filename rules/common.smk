@@ -1,13 +1,13 @@
 # Helpers shared by the rules: config checks, path segments, targets, fingerprints.
 from pathlib import Path
 
-from gex_core import paths
-from gex_core.config import chain_recipe
-from gex_core.data import stored_train_size
-from gex_core.fingerprint import source_fingerprint
+from gex_core.workflow import paths
+from gex_core.workflow.config import chain_recipe
+from gex_core.workflow.artifacts import stored_train_size
+from gex_core.workflow.fingerprint import source_fingerprint
 from gex_core.influence.registry import get_method
-from gex_core.jobenv import local_gpu_count
-from gex_core.shards import num_shards
+from gex_core.workflow.jobenv import local_gpu_count
+from gex_core.workflow.shards import num_shards
 
 WORKFLOW_DIR = Path(workflow.basedir)
 DATASET = paths.dataset_segment(config)
@@ -48,7 +48,7 @@ def data_files(wildcards):
         return []
     if config["dataset"] == "npz":
         return [config["data_file"]]
-    from gex_core.loaders import required_files
+    from gex_core.data.readers import required_files
 
     return [str(p) for p in required_files(config["dataset"], config["data_dir"])]
 
@@ -184,7 +184,7 @@ def training_set_size():
     stored = Path(f"results/{DATASET}/data.npz")
     if stored.exists():
         return stored_train_size(str(stored))
-    from gex_core.data import load_dataset
+    from gex_core.data.load import load_dataset
 
     split = load_dataset(config["dataset"], config["data_dir"], config["data_file"])
     return len(split.y_train)

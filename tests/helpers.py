@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gex_core.models import Model
+from gex_core.training.models import Model
 
 
 def tiny_mlp(in_features: int = 4, hidden: int = 3, num_classes: int = 3) -> Model:
@@ -31,17 +31,3 @@ def tiny_data(n: int, in_features: int = 4, num_classes: int = 3, seed: int = 0)
     x = rng.normal(size=(n, in_features, 1, 1)).astype(np.float32)
     y = rng.integers(0, num_classes, n).astype(np.int32)
     return x, y
-
-
-def whole_set_views(data) -> dict:
-    """The MethodInputs attributes that shardable methods read, for a fake whose `data`
-    (x_train, y_train, x_test, y_test) is scored whole (no shard), with no resume store."""
-    from gex_core.resume import NO_RESUME
-
-    return {
-        "resume": NO_RESUME,
-        "scored": (data.x_train, data.y_train),
-        "train_set": (data.x_train, data.y_train),
-        "test_set": (data.x_test, data.y_test),
-        "scored_rows": slice(None),
-    }

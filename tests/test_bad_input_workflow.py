@@ -134,9 +134,9 @@ def test_checkpoint_of_another_model_is_refused_naming_both_models(
 ):
     import jax
 
-    from gex_core.checkpoint import save_params
-    from gex_core.models import make_model
-    from gex_core.provenance import write_provenance
+    from gex_core.training.models import make_model
+    from gex_core.workflow.checkpoints import save_params
+    from gex_core.workflow.provenance import write_provenance
 
     workflow, _ = pretrained
     workdir = copy_run(pretrained, tmp_path)

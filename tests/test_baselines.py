@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from gex_core.data import Dataset
 from gex_core.influence import (
     cl,
     el2n,
@@ -17,10 +16,11 @@ from gex_core.influence import (
     tracin,
     tracinrp,
 )
+from gex_core.influence.problem import Problem
 from gex_core.influence.projection import random_directions
-from gex_core.losses import per_sample_loss
-from gex_core.seeds import host_rng, jax_key
-from tests.helpers import tiny_data, tiny_mlp, whole_set_views
+from gex_core.training.losses import softmax_cross_entropy as per_sample_loss
+from gex_core.training.seeds import jax_key
+from tests.helpers import tiny_data, tiny_mlp
 
 RECIPE = dict(
     epochs=30,
@@ -33,31 +33,26 @@ RECIPE = dict(
 )
 
 
-class FakeInputs:
-    """The attributes of `MethodInputs` that the baselines read, held in memory."""
-
-    def __init__(self, *, seed=0, n=10, n_test=5, trajectory=None, lrs=None):
-        self.model = tiny_mlp()
-        x, y = tiny_data(n)
-        x_te, y_te = tiny_data(n_test, seed=1)
-        self.data = Dataset(x, y, x_te, y_te, num_classes=3)
-        vars(self).update(whole_set_views(self.data))
-        self.trajectory = trajectory or [
-            self.model.init(jax.random.key(i)) for i in range(3)
-        ]
-        self.params = self.trajectory[-1]
-        self.trajectory_lrs = np.array([0.3, 0.1, 0.0]) if lrs is None else lrs
-        self.seed = seed
-        self.eval_batch_size = 4
-        self.recipe = dict(RECIPE)
-        self.record = {}
-        self.query_indices = np.zeros(0, np.int64)  # no kernel (tests/test_kernels.py)
-
-    def key(self, stream, *ids):
-        return jax_key(self.seed, stream, *ids)
-
-    def rng(self, stream, *ids):
-        return host_rng(self.seed, stream, *ids)
+def make_problem(
+    *, seed=0, n=10, n_test=5, data=None, record=None, eval_batch_size=4
+) -> Problem:
+    """A tiny MLP problem with a three-checkpoint trajectory (the last one is theta*)."""
+    model = tiny_mlp()
+    if data is None:
+        data = (*tiny_data(n), *tiny_data(n_test, seed=1))
+    trajectory = [model.init(jax.random.key(i)) for i in range(3)]
+    return Problem(
+        model,
+        trajectory[-1],
+        *data,
+        seed=seed,
+        eval_batch_size=eval_batch_size,
+        recipe=RECIPE,
+        num_classes=3,
+        trajectory=trajectory,
+        trajectory_lrs=np.array([0.3, 0.1, 0.0]),
+        record=record,
+    )
 
 
 @functools.cache
@@ -87,11 +82,10 @@ def flat_grads(model, params, x, y):
 def explicit_tracin_terms(inputs):
     """(T, N) squared gradient norms and (T, N) inner products with the mean test
     gradient, by per-sample loops."""
-    d = inputs.data
     self_t, test_t = [], []
     for params in inputs.trajectory:
-        g = flat_grads(inputs.model, params, d.x_train, d.y_train)
-        g_te = flat_grads(inputs.model, params, d.x_test, d.y_test).mean(0)
+        g = flat_grads(inputs.model, params, *inputs.train_set)
+        g_te = flat_grads(inputs.model, params, *inputs.test_set).mean(0)
         self_t.append((g**2).sum(1))
         test_t.append(g @ g_te)
     return np.array(self_t), np.array(test_t)
@@ -100,7 +94,7 @@ def explicit_tracin_terms(inputs):
 @pytest.fixture(scope="module")
 def fake():
     # N = 10 with batch size 4: the last batch is padded, which must not count
-    return FakeInputs()
+    return make_problem()
 
 
 @pytest.fixture(scope="module")
@@ -137,10 +131,9 @@ def test_lr_weights_need_a_positive_learning_rate():
 
 def test_tracinrp_is_unbiased_and_its_error_shrinks_like_one_over_sqrt_d():
     # n_test = batch size = 8: one compiled projection shape per d
-    inputs = FakeInputs(n=16, n_test=8)
+    inputs = make_problem(n=16, n_test=8)
     checkpoints = inputs.trajectory[:2]
-    d = inputs.data
-    args = (d.x_train, d.y_train, d.x_test, d.y_test)
+    args = (*inputs.train_set, *inputs.test_set)
     weights = tracin.lr_checkpoint_weights([0.2, 0.1])
     exact = tracin.tracin_scores(inputs.model.apply, checkpoints, weights, *args, 8)
     template = checkpoints[0]
@@ -176,18 +169,14 @@ def test_tracinrp_is_unbiased_and_its_error_shrinks_like_one_over_sqrt_d():
 
 def test_tracinrp_compute_reads_its_stream_and_lr_weights():
     # the shapes of the test above (N 16, batch 8, d 1600): nothing new to compile
-    inputs = FakeInputs(n=16, n_test=8)
-    inputs.eval_batch_size = 8
+    inputs = make_problem(n=16, n_test=8, eval_batch_size=8)
     got = tracinrp.compute(inputs, {"dim": 1600, "strategy": "vjp", "lr_weights": True})
-    d = inputs.data
     expected = tracinrp.tracinrp_scores(
         inputs.model.apply,
         inputs.trajectory,
         np.array([0.3, 0.1, 0.0]) / (0.4 / 3),
-        d.x_train,
-        d.y_train,
-        d.x_test,
-        d.y_test,
+        *inputs.train_set,
+        *inputs.test_set,
         key=jax_key(0, "tracinrp"),
         dim=1600,
         batch_size=8,
@@ -210,14 +199,14 @@ def test_el2n_is_the_unsquared_error_norm():
 
 
 def test_el2n_is_finite_and_deterministic():
-    inputs = FakeInputs(n=24)
+    inputs = make_problem(n=24)
     hp = {"repeats": 2, "epochs": 3}
     a = el2n.compute(inputs, hp).self_influence
     b = el2n.compute(inputs, hp).self_influence
     np.testing.assert_array_equal(a, b)
     assert a.shape == (24,) and np.isfinite(a).all()
     assert (a >= 0).all() and (a <= np.sqrt(2)).all()
-    other = el2n.compute(FakeInputs(n=24, seed=1), hp).self_influence
+    other = el2n.compute(make_problem(n=24, seed=1), hp).self_influence
     assert not np.allclose(a, other)
 
 
@@ -229,8 +218,9 @@ def test_never_learned_samples_rank_above_every_learned_one():
         np.array([0, 3, 1, 0]), np.array([True, True, True, False])
     )
     np.testing.assert_array_equal(scores, [0, 3, 1, 4])
-    fake = FakeInputs()
-    fake.record = {"forgetting": np.zeros(2, int), "learned": np.zeros(2, bool)}
+    fake = make_problem(
+        record={"forgetting": np.zeros(2, int), "learned": np.zeros(2, bool)}
+    )
     np.testing.assert_array_equal(forgetting.compute(fake, {}).self_influence, [1, 1])
 
 
@@ -262,8 +252,7 @@ def test_cl_ranks_flipped_labels_first_on_separable_data():
     noisy = clean.copy()
     flipped = np.array([3, 20, 40, 61])
     noisy[flipped] = (clean[flipped] + 1) % 3
-    fake = FakeInputs()
-    fake.data = Dataset(x.astype(np.float32), noisy, x[:4], noisy[:4], num_classes=3)
+    fake = make_problem(data=(x.astype(np.float32), noisy, x[:4], noisy[:4]))
     scores = cl.compute(fake, {"folds": 2}).self_influence
     assert np.isfinite(scores).all()
     assert set(np.argsort(-scores)[:4]) == set(flipped)
@@ -294,11 +283,9 @@ def test_knn_chunks_need_not_divide_n():
 
 def test_knn_averages_over_the_trajectory(fake):
     scores = knn.compute(fake, {"k": 3}).self_influence
-    d = fake.data
+    x_train, y_train = fake.train_set
     per_ckpt = [
-        knn.knn_disagreement(
-            np.asarray(fake.model.apply(p, d.x_train)), d.y_train, 3, k=3
-        )
+        knn.knn_disagreement(np.asarray(fake.model.apply(p, x_train)), y_train, 3, k=3)
         for p in fake.trajectory
     ]
     np.testing.assert_allclose(scores, np.mean(per_ckpt, axis=0), rtol=1e-6)
@@ -308,8 +295,8 @@ def test_knn_averages_over_the_trajectory(fake):
 
 
 def test_random_is_deterministic_per_seed():
-    a = random_scores.compute(FakeInputs(seed=0), {}).self_influence
-    b = random_scores.compute(FakeInputs(seed=0), {}).self_influence
-    c = random_scores.compute(FakeInputs(seed=1), {}).self_influence
+    a = random_scores.compute(make_problem(seed=0), {}).self_influence
+    b = random_scores.compute(make_problem(seed=0), {}).self_influence
+    c = random_scores.compute(make_problem(seed=1), {}).self_influence
     np.testing.assert_array_equal(a, b)
     assert a.shape == (10,) and not np.allclose(a, c)

@@ -1,13 +1,14 @@
 """Label-free calibration of GEX's fine-tuning learning rate."""
 
 import inspect
+import math
 
 import jax
 import numpy as np
 import pytest
 
-from gex_core import calibration
-from gex_core.calibration import (
+from gex_core.influence import calibration
+from gex_core.influence.calibration import (
     PilotStatistics,
     calibrate_ft_lr,
     choose_ft_lr,
@@ -16,8 +17,9 @@ from gex_core.calibration import (
     refinement_bracket,
     search_ft_lr,
 )
-from gex_core.stages.calibration import run_calibration
-from gex_core.train import pretrain
+from gex_core.influence.ensemble import FineTuning
+from gex_core.training.recipes import pretrain
+from gex_core.workflow.stages.calibration import run_calibration
 from tests.helpers import tiny_data, tiny_mlp
 
 FORBIDDEN = ("mask", "clean", "noise", "noisy_mask", "true")
@@ -110,10 +112,14 @@ def test_calibration_runs_pilots_and_refuses_a_diverging_rate():
         grid=[1e12, 0.01],
         tolerance=0.5,
         seed=0,
-        ft_steps=6,
-        batch_size=20,
-        weight_decay=5e-4,
-        momentum=0.9,
+        recipe=FineTuning(
+            stages=1,
+            ft_lr=math.nan,
+            ft_steps=6,
+            batch_size=20,
+            weight_decay=5e-4,
+            momentum=0.9,
+        ),
         eval_batch_size=32,
     )
     assert record["ft_lr"] == 0.01 and record["valid"]

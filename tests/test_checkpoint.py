@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from gex_core.checkpoint import load_params, load_params_list, save_params
-from gex_core.models import make_model
-from gex_core.provenance import write_provenance
+from gex_core.training.models import make_model
+from gex_core.workflow.checkpoints import load_params, load_params_list, save_params
+from gex_core.workflow.provenance import write_provenance
 
 
 @pytest.fixture(scope="module")

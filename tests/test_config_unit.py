@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from gex_core.config import ConfigError, sorted_keys, validate_config
+from gex_core.workflow.config import ConfigError, sorted_keys, validate_config
 
 SCHEMA = "schemas/config.schema.yaml"
 

@@ -1,18 +1,15 @@
 import numpy as np
 import pytest
 
-from gex_core.data import (
+from gex_core.data.datasets import Dataset, load_digits, normalise_images
+from gex_core.data.load import make_noisy_labels
+from gex_core.data.noise import (
     DEFAULT_PAIRS,
-    Dataset,
     asymmetric_noise,
     human_noise,
-    load_digits,
-    make_noisy_labels,
-    normalise_images,
-    read_dataset,
-    save_dataset,
     symmetric_noise,
 )
+from gex_core.workflow.artifacts import read_dataset, save_dataset
 
 
 def reference_noise(labels, ratio, num_classes, seed):

@@ -1,4 +1,4 @@
-"""Results do not depend on the number of devices (data parallelism, gex_core.devices).
+"""Results do not depend on the number of devices (data parallelism, gex_core.training.devices).
 
 XLA_FLAGS must be set before JAX starts, so each device count runs in a child Python
 process (this module run as a script) that pretrains a small CNN and a small
@@ -37,18 +37,13 @@ def child(out: str) -> None:
     import jax.numpy as jnp
     from sklearn.datasets import load_digits
 
-    from gex_core.devices import batch_sharding, data_mesh, per_device
-    from gex_core.ensemble import run_chain, run_chains
+    from gex_core.influence.ensemble import FineTuning, run_chain, run_chains
     from gex_core.influence.projection import project_gradients, random_directions
-    from gex_core.models import ConvBN, bn_model, make_model
-    from gex_core.train import (
-        evaluate,
-        fit_fresh,
-        make_eval_fn,
-        make_train_step,
-        pretrain,
-        sgd,
-    )
+    from gex_core.training.devices import batch_sharding, data_mesh, per_device
+    from gex_core.training.hooks import no_log
+    from gex_core.training.models import ConvBN, bn_model, make_model
+    from gex_core.training.recipes import fit_fresh, pretrain
+    from gex_core.training.steps import evaluate, make_eval_fn, make_train_step, sgd
 
     class TinyBN(nn.Module):
         num_classes: int
@@ -89,16 +84,31 @@ def child(out: str) -> None:
         **common,
     )
     save("pretrained", result.params)
-    fine_tuning = dict(stages=1, ft_lr=0.1, ft_steps=8, eval_batch_size=90, **common)
-    data = (cnn, result.params, x_tr, y_tr, x_te, y_te)
+    fine_tuning = FineTuning(
+        stages=1,
+        ft_lr=0.1,
+        ft_steps=8,
+        batch_size=30,
+        weight_decay=5e-4,
+        momentum=0.9,
+    )
+    data = (cnn, result.params, (x_tr, y_tr, x_te, y_te))
     # batch 30: split over 2 of 4 devices (gcd), each half computed twice
-    chain = run_chain(*data, seed=0, chain=1, batch_size=30, **fine_tuning)
+    chain = run_chain(
+        *data, fine_tuning, seed=0, chain=1, eval_batch_size=90, log=no_log
+    )
     save("member", chain.members)
     saved["member_train_losses"] = chain.train_losses
     saved["member_test_losses"] = chain.test_losses
     # two chains advanced by one vmapped step, its batches split over the mesh
     batched = run_chains(
-        *data, seed=0, chains=[0, 1], batch_size=32, batched=True, **fine_tuning
+        *data,
+        fine_tuning._replace(batch_size=32),
+        seed=0,
+        chains=[0, 1],
+        eval_batch_size=90,
+        batched=True,
+        log=no_log,
     )
     save("member_batched", [c.members for c in batched])
 
@@ -197,7 +207,7 @@ def assert_close(a: np.ndarray, b: np.ndarray, rtol: float, what: str) -> None:
 
 
 def test_a_batch_is_split_over_the_largest_count_dividing_batch_and_devices():
-    from gex_core.devices import split_count
+    from gex_core.training.devices import split_count
 
     assert split_count(64, 4) == 4
     assert split_count(30, 4) == 2  # two groups of two devices, each computing half

@@ -4,9 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from gex_core.ensemble import run_chain, run_chains, stack_trees, unstack_tree
-from gex_core.models import make_model
-from gex_core.resume import Resume
+from gex_core.influence.ensemble import FineTuning, run_chain, run_chains
+from gex_core.training.fit import stack_trees, unstack_tree
+from gex_core.training.hooks import no_log
+from gex_core.training.models import make_model
+from gex_core.workflow.resume import Resume
 from tests.helpers import tiny_data
 from tests.test_resume import Killed, KilledAfterSaves, assert_trees_equal
 
@@ -22,27 +24,29 @@ def setup():
     return model, model.init(jax.random.key(0)), x, y
 
 
-def recipe(**overrides):
-    defaults = dict(
-        seed=1,
-        stages=2,
-        ft_lr=0.05,
-        ft_steps=12,
-        batch_size=20,  # batches straddle epochs
-        weight_decay=5e-4,
-        momentum=0.9,
-        eval_batch_size=16,
-        augment="crop",
-        bn_batches=2,
-        log=lambda _: None,
-    )
-    return {**defaults, **overrides}
+RECIPE = FineTuning(
+    stages=2,
+    ft_lr=0.05,
+    ft_steps=12,
+    batch_size=20,  # batches straddle epochs
+    weight_decay=5e-4,
+    momentum=0.9,
+    augment="crop",
+    bn_batches=2,
+)
+OPTIONS = dict(seed=1, eval_batch_size=16, log=no_log)
 
 
-def chains_of(setup, chains, **overrides):
+def chains_of(setup, chains, ft_lr=RECIPE.ft_lr, **options):
     model, pretrained, x, y = setup
     return run_chains(
-        model, pretrained, x, y, x[:12], y[:12], chains=chains, **recipe(**overrides)
+        model,
+        pretrained,
+        (x, y, x[:12], y[:12]),
+        RECIPE._replace(ft_lr=ft_lr),
+        chains=chains,
+        **OPTIONS,
+        **options,
     )
 
 
@@ -51,7 +55,9 @@ def alone(setup):
     """Chains 0, 1 and 3, each run by itself (a job per chain)."""
     model, pretrained, x, y = setup
     return {
-        c: run_chain(model, pretrained, x, y, x[:12], y[:12], chain=c, **recipe())
+        c: run_chain(
+            model, pretrained, (x, y, x[:12], y[:12]), RECIPE, chain=c, **OPTIONS
+        )
         for c in (0, 1, 3)
     }
 
@@ -94,7 +100,7 @@ def test_a_batched_chain_does_not_depend_on_its_companions(setup):
 @pytest.mark.parametrize("batched", [False, True])
 def test_a_job_of_several_chains_resumes_bitwise(tmp_path, setup, batched):
     def run(resume):
-        return chains_of(setup, [0, 2], batched=batched, resume=resume)
+        return chains_of(setup, [0, 2], batched=batched, checkpointer=resume)
 
     whole = run(Resume(None))
     with pytest.raises(Killed):

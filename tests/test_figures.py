@@ -1,4 +1,4 @@
-"""The figures of gex_core.plots render, carry their labels, and clip no text."""
+"""The figures of gex_core.evaluation.figures render, carry their labels, and clip no text."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from gex_core.io import save_figure  # noqa: E402
-from gex_core.plots import (  # noqa: E402
+from gex_core.evaluation.figures import (  # noqa: E402
     NOISY,
     influence_examples,
     pruning_curves,
@@ -27,6 +26,7 @@ from gex_core.plots import (  # noqa: E402
     relabel_bars,
     score_gallery,
 )
+from gex_core.workflow.io import save_figure  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAMES = ["cat", "dog", "aquarium_fish"]

@@ -1,7 +1,7 @@
 import shutil
 from pathlib import Path
 
-from gex_core.fingerprint import module_closure, source_fingerprint
+from gex_core.workflow.fingerprint import module_closure, source_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,12 +13,17 @@ def names(script, extra=()):
 
 def test_closures_follow_imports_transitively():
     pretrain = names("pretrain.py")
-    assert "gex_core/train.py" in pretrain  # through gex_core.stages.pretrain
-    assert "gex_core/models.py" in pretrain
+    assert (
+        "gex_core/training/fit.py" in pretrain
+    )  # through gex_core.workflow.stages.pretrain
+    assert "gex_core/training/models.py" in pretrain
     assert "gex_core/__init__.py" in pretrain
-    assert "gex_core/ensemble.py" not in pretrain
+    assert "gex_core/influence/ensemble.py" not in pretrain
     chain = names("ensemble_chains.py")
-    assert "gex_core/ensemble.py" in chain and "gex_core/train.py" in chain
+    assert (
+        "gex_core/influence/ensemble.py" in chain
+        and "gex_core/training/fit.py" in chain
+    )
     assert "gex_core/influence/gex.py" not in chain
 
 
@@ -38,7 +43,7 @@ def test_editing_a_module_changes_exactly_the_dependent_fingerprints(tmp_path):
         s: source_fingerprint(scripts / s, tmp_path)
         for s in ("pretrain.py", "ensemble_chains.py", "detect.py")
     }
-    with open(tmp_path / "gex_core" / "ensemble.py", "a") as f:
+    with open(tmp_path / "gex_core" / "influence" / "ensemble.py", "a") as f:
         f.write("\n# an edit\n")
     after = {s: source_fingerprint(scripts / s, tmp_path) for s in before}
     assert after["ensemble_chains.py"] != before["ensemble_chains.py"]

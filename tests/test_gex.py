@@ -10,7 +10,9 @@ def test_gex_matches_a_hand_computation():
     pretrained = np.array([0.20, 0.01, 0.40])
     members_test = np.array([[0.5, 0.7], [0.2, 0.2]])  # member test means 0.6, 0.2
     pretrained_test = np.array([0.3, 0.1])  # mean 0.2
-    scores = gex_scores(members, pretrained, members_test, pretrained_test, tau=0.05)
+    scores = gex_scores(
+        members, pretrained, members_test, pretrained_test, 0.05, reference="clamped"
+    )
     # Delta = member - max(pretrained, 0.05): the 0.01 is clamped to 0.05.
     delta = np.array([[0.10, -0.03, 0.60], [-0.10, 0.01, 0.10]])
     np.testing.assert_allclose(
@@ -27,9 +29,9 @@ def test_gex_matches_a_hand_computation():
 def test_tau_zero_disables_the_clamp():
     members = np.array([[0.02], [0.04]])
     pretrained = np.array([0.01])
-    delta = loss_deviation(members, pretrained, tau=0.0)
+    delta = loss_deviation(members, pretrained, tau=0.0, reference="clamped")
     np.testing.assert_allclose(delta, [[0.01], [0.03]])
-    clamped = loss_deviation(members, pretrained, tau=0.05)
+    clamped = loss_deviation(members, pretrained, tau=0.05, reference="clamped")
     np.testing.assert_allclose(clamped, [[-0.03], [-0.01]])
 
 
@@ -39,27 +41,37 @@ def test_clamp_inverts_the_ranking_of_a_memorised_set():
     pretrained = np.array([0.001, 0.02])  # sample 1 is the noisy one
     members = np.array([[0.002, 0.04], [0.001, 0.03]])
     test = np.zeros((2, 1))
-    with_clamp = gex_scores(members, pretrained, test, np.zeros(1), 0.05).self_influence
-    without = gex_scores(members, pretrained, test, np.zeros(1), 0.0).self_influence
+    with_clamp = gex_scores(
+        members, pretrained, test, np.zeros(1), 0.05, reference="clamped"
+    ).self_influence
+    without = gex_scores(
+        members, pretrained, test, np.zeros(1), 0.0, reference="clamped"
+    ).self_influence
     assert with_clamp[0] > with_clamp[1]
     assert without[1] > without[0]
 
 
-def test_shapes_follow_members_and_samples():
+def test_scores_follow_members_and_samples():
     rng = np.random.default_rng(0)
-    scores = gex_scores(
-        rng.random((5, 7)), rng.random(7), rng.random((5, 3)), rng.random(3), 0.05
+    members, pretrained = rng.random((5, 7)), rng.random(7)
+    members_test, pretrained_test = rng.random((5, 3)), rng.random(3)
+    scores = gex_scores(members, pretrained, members_test, pretrained_test, 0.05)
+    delta = members - pretrained  # the default reference: the pretrained loss
+    delta_test = members_test.mean(1) - pretrained_test.mean()
+    np.testing.assert_allclose(scores.self_influence, (delta**2).mean(0))
+    np.testing.assert_allclose(
+        scores.test_influence, (delta_test[:, None] * delta).mean(0)
     )
-    assert scores.self_influence.shape == (7,)
-    assert scores.test_influence.shape == (7,)
-    assert (scores.self_influence >= 0).all()
+    assert scores.kernel is None
 
 
 @pytest.mark.parametrize("tau", [0.0, 0.05])
 def test_self_influence_is_mean_squared_deviation(tau):
     rng = np.random.default_rng(1)
     members, pretrained = rng.random((4, 6)), rng.random(6) * 0.1
-    scores = gex_scores(members, pretrained, rng.random((4, 2)), rng.random(2), tau)
+    scores = gex_scores(
+        members, pretrained, rng.random((4, 2)), rng.random(2), tau, reference="clamped"
+    )
     expected = ((members - np.maximum(pretrained, tau)) ** 2).mean(0)
     np.testing.assert_allclose(scores.self_influence, expected)
 
@@ -110,8 +122,19 @@ def test_each_reference_matches_a_hand_computation(
     np.testing.assert_allclose(scores.kernel[:, 0], kernel, atol=1e-15)
 
 
-def test_clamped_reference_is_the_paper_and_the_default_of_gex_scores():
-    clamped = gex_scores(MEMBERS, PRETRAINED, MEMBERS_TEST, PRETRAINED_TEST, 0.05)
+def test_pretrained_reference_is_the_default_as_in_the_config_schema():
+    import yaml
+
+    from tests.workflow_util import ROOT
+
+    schema = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())
+    gex_schema = schema["properties"]["influence"]["properties"]["gex"]
+    assert gex_schema["properties"]["reference"]["default"] == "pretrained"
+    default = gex_scores(MEMBERS, PRETRAINED, MEMBERS_TEST, PRETRAINED_TEST, 0.05)
+    np.testing.assert_allclose(default.self_influence, [0.01, 0.0013, 0.185])
+    clamped = gex_scores(
+        MEMBERS, PRETRAINED, MEMBERS_TEST, PRETRAINED_TEST, 0.05, reference="clamped"
+    )
     np.testing.assert_allclose(
         clamped.self_influence, [(0.01 + 0.01) / 2, (0.0009 + 0.0001) / 2, 0.185]
     )

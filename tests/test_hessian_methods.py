@@ -8,7 +8,6 @@
 - the refusals (model too large, scale too small) and the dropped eigenvalues.
 """
 
-from types import SimpleNamespace
 from typing import NamedTuple
 
 import jax
@@ -17,7 +16,6 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from gex_core.batching import sample_batches
 from gex_core.influence.arnoldi import arnoldi_eigenpairs, arnoldi_scores
 from gex_core.influence.arnoldi import compute as arnoldi_compute
 from gex_core.influence.exact import compute as exact_compute
@@ -29,10 +27,11 @@ from gex_core.influence.hessian import (
 )
 from gex_core.influence.lissa import compute as lissa_compute
 from gex_core.influence.lissa import lissa_scores
-from gex_core.losses import per_sample_loss
-from gex_core.models import Model
-from gex_core.seeds import host_rng, jax_key
-from tests.helpers import tiny_data, tiny_mlp, whole_set_views
+from gex_core.influence.problem import Problem as InfluenceProblem
+from gex_core.training.batching import sample_batches
+from gex_core.training.losses import softmax_cross_entropy as per_sample_loss
+from gex_core.training.models import Model
+from tests.helpers import tiny_data, tiny_mlp
 
 N, D, C = 30, 4, 3
 L2 = 0.1  # strong regularisation: the first-order influence function is accurate
@@ -324,17 +323,15 @@ def test_registry_adapters_on_the_convex_problem(convex):
     """compute(inputs, hp) wiring: fixed batches from the seed, damping None = the
     recipe's weight decay, arnoldi's 1/k, and lissa's finite output."""
     p = convex
-    data = SimpleNamespace(x_train=p.x, y_train=p.y, x_test=p.x_te, y_test=p.y_te)
-    inputs = SimpleNamespace(
-        model=p.model,
-        params=p.params,
-        data=data,
-        **whole_set_views(data),
-        key=lambda stream: jax_key(0, stream),
-        rng=lambda stream: host_rng(0, stream),
+    inputs = InfluenceProblem(
+        p.model,
+        p.params,
+        p.x,
+        p.y,
+        p.x_te,
+        p.y_te,
         eval_batch_size=16,
         recipe={"weight_decay": L2},
-        query_indices=np.zeros(0, np.int64),
     )
     exact = exact_compute(inputs, {"damping": None, "max_params": 5000})
     want = exact_scores(p.model.apply, p.params, p.x, p.y, p.x_te, p.y_te, damping=L2)

@@ -5,10 +5,10 @@ import os
 import subprocess
 import sys
 
-from gex_core.jobenv import COMPILE_REPORT
+from gex_core.workflow.jobenv import COMPILE_REPORT
 
 JOB = """
-from gex_core.jobenv import start_job
+from gex_core.workflow.jobenv import start_job
 start_job(None, rule="demo")
 import os, jax, jax.numpy as jnp
 print("env", os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"],

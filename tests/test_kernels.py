@@ -21,26 +21,27 @@ import pandas as pd
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from gex_core.checkpoint import save_params
-from gex_core.data import Dataset, save_dataset
+from gex_core.data.datasets import Dataset
 from gex_core.influence import gex, la_kfac, lissa, tracin, tracinrp
 from gex_core.influence.arnoldi import arnoldi_scores
 from gex_core.influence.exact import exact_scores
-from gex_core.influence.inputs import MethodInputs
+from gex_core.influence.problem import Problem
 from gex_core.influence.randproj import randproj_scores
 from gex_core.influence.registry import METHODS
-from gex_core.influence.scores import (
-    Scores,
+from gex_core.influence.scores import Scores
+from gex_core.training.losses import softmax_cross_entropy as per_sample_loss
+from gex_core.training.models import Model
+from gex_core.workflow.artifacts import (
     load_query_indices,
     load_scores,
+    save_dataset,
     save_scores,
 )
-from gex_core.io import write_npz
-from gex_core.losses import per_sample_loss
-from gex_core.models import Model
-from gex_core.seeds import jax_key
-from gex_core.stages.influence import run_influence
-from tests.helpers import tiny_data, tiny_mlp, whole_set_views
+from gex_core.workflow.checkpoints import save_params
+from gex_core.workflow.io import write_npz
+from gex_core.workflow.method_inputs import MethodInputs
+from gex_core.workflow.stages.influence import run_influence
+from tests.helpers import tiny_data, tiny_mlp
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -311,33 +312,35 @@ def test_lissa_kernel_converges_to_the_exact_kernel(convex):
 # --- tracin / tracinrp -------------------------------------------------------------
 
 
-class TrajectoryInputs:
-    """The attributes of MethodInputs that tracin and tracinrp read, float64."""
-
-    def __init__(self, queries: int = 5):
-        self.model = tiny_mlp()
-        x, y = tiny_data(10)
-        x_te, y_te = tiny_data(5, seed=1)
-        self.data = Dataset(
-            x.astype(np.float64), y, x_te.astype(np.float64), y_te, num_classes=3
-        )
-        self.trajectory = [as64(self.model.init(jax.random.key(i))) for i in range(3)]
-        self.trajectory_lrs = np.array([0.3, 0.1, 0.0])
-        self.seed, self.eval_batch_size = 0, 4  # batches of 4: padding must not count
-        vars(self).update(whole_set_views(self.data))
-        self.query_indices = np.arange(queries)
-
-    def key(self, stream, *ids):
-        return jax_key(self.seed, stream, *ids)
+def trajectory_problem(queries: int = 5) -> Problem:
+    """What tracin and tracinrp read, float64: three checkpoints, batches of 4 (the
+    padding must not count)."""
+    model = tiny_mlp()
+    x, y = tiny_data(10)
+    x_te, y_te = tiny_data(5, seed=1)
+    trajectory = [as64(model.init(jax.random.key(i))) for i in range(3)]
+    return Problem(
+        model,
+        trajectory[-1],
+        x.astype(np.float64),
+        y,
+        x_te.astype(np.float64),
+        y_te,
+        eval_batch_size=4,
+        num_classes=3,
+        queries=np.arange(queries),
+        trajectory=trajectory,
+        trajectory_lrs=np.array([0.3, 0.1, 0.0]),
+    )
 
 
 @pytest.mark.usefixtures("float64")
 def test_tracin_kernel_is_the_weighted_per_checkpoint_gradient_product():
-    inputs = TrajectoryInputs()
-    d, apply = inputs.data, inputs.model.apply
+    inputs = trajectory_problem()
+    apply = inputs.model.apply
     products = [  # (T, N, N_te): g_n(theta_t)^T g_j(theta_t)
-        flat_grads(apply, p, d.x_train, d.y_train)
-        @ flat_grads(apply, p, d.x_test, d.y_test).T
+        flat_grads(apply, p, *inputs.train_set)
+        @ flat_grads(apply, p, *inputs.test_set).T
         for p in inputs.trajectory
     ]
     # eta = (0.3, 0.1, 0.0): LR weights eta_t / mean(eta)
@@ -351,7 +354,7 @@ def test_tracin_kernel_is_the_weighted_per_checkpoint_gradient_product():
 @pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("lr_weights", [False, True])
 def test_tracinrp_kernel_mean_is_its_test_influence(lr_weights):
-    inputs = TrajectoryInputs()
+    inputs = trajectory_problem()
     hp = {"dim": 8, "lr_weights": lr_weights, "strategy": "vjp"}
     scores = tracinrp.compute(inputs, hp)
     assert scores.kernel.shape == (10, 5)
@@ -374,7 +377,13 @@ def test_gex_kernel_matches_a_hand_computation_and_clamps_each_query():
     members_test = np.array([[0.5, 0.07], [0.2, 0.02]])
     pretrained_test = np.array([0.3, 0.01])  # query 1 is below tau = 0.05
     scores = gex.gex_scores(
-        members, pretrained, members_test, pretrained_test, 0.05, queries=[1, 0]
+        members,
+        pretrained,
+        members_test,
+        pretrained_test,
+        0.05,
+        queries=[1, 0],
+        reference="clamped",
     )
     # Delta = [[0.10, -0.03, 0.60], [-0.10, 0.01, 0.10]]
     # Delta_q = [[0.5 - 0.3, 0.07 - 0.05], [0.2 - 0.3, 0.02 - 0.05]]
@@ -405,7 +414,7 @@ def test_gex_kernel_mean_is_test_influence_without_the_clamp():
     args = (rng.random((6, 9)), rng.random(9), rng.random((6, 7)), rng.random(7))
     assert_mean_is_test_influence(gex.gex_scores(*args, 0.0, queries=np.arange(7)))
     # with the clamp the means differ (the clamp is per query, not of the mean)
-    clamped = gex.gex_scores(*args, 0.5, queries=np.arange(7))
+    clamped = gex.gex_scores(*args, 0.5, queries=np.arange(7), reference="clamped")
     assert not np.allclose(clamped.kernel.mean(1), clamped.test_influence)
 
 

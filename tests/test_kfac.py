@@ -9,7 +9,6 @@ Wb = [kernel.reshape(-1, d_out); bias] flattened row-major, the order of A (x) G
 from __future__ import annotations
 
 import functools
-from types import SimpleNamespace
 
 import flax.linen as nn
 import jax
@@ -18,7 +17,6 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from gex_core.batching import sample_batches
 from gex_core.influence import kfac
 from gex_core.influence.la_kfac import (
     compute,
@@ -26,10 +24,11 @@ from gex_core.influence.la_kfac import (
     linearised_losses,
     loss_deviation_from_logits,
 )
-from gex_core.losses import per_sample_loss
-from gex_core.models import Model, make_model
-from gex_core.seeds import host_rng, jax_key
-from tests.helpers import tiny_data, tiny_mlp, whole_set_views
+from gex_core.influence.problem import Problem
+from gex_core.training.batching import sample_batches
+from gex_core.training.losses import softmax_cross_entropy as per_sample_loss
+from gex_core.training.models import Model, make_model
+from tests.helpers import tiny_data, tiny_mlp
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -453,32 +452,9 @@ def tiny_problem():
     return model, params, x, y
 
 
-class FakeInputs:
-    """The parts of MethodInputs that la_kfac reads."""
-
-    def __init__(self, model, params, x, y, seed=3):
-        self.model, self.params, self.seed, self.eval_batch_size = (
-            model,
-            params,
-            seed,
-            16,
-        )
-        self.data = SimpleNamespace(
-            x_train=x[:32], y_train=y[:32], x_test=x[32:], y_test=y[32:]
-        )
-        vars(self).update(whole_set_views(self.data))
-        self.query_indices = np.zeros(0, np.int64)
-
-    def key(self, stream, *ids):
-        return jax_key(self.seed, stream, *ids)
-
-    def rng(self, stream, *ids):
-        return host_rng(self.seed, stream, *ids)
-
-
 def test_la_kfac_scores_finite_and_deterministic():
     model, params, x, y = tiny_problem()
-    inputs = FakeInputs(model, params, x, y)
+    inputs = Problem(model, params, x[:32], y[:32], x[32:], y[32:], seed=3)
     hp = {"members": 4, "alpha": 0.1, "sigma": 0.1, "tau": 0.05}
     hp |= {"num_batches": 3, "batch_size": 16}
     batches = sample_batches(32, 3, 16, inputs.rng("curvature_batches"))
@@ -528,7 +504,7 @@ def test_parameters_outside_dense_and_conv_are_rejected():
 
 class ConvBNNet(nn.Module):
     """Conv -> BatchNorm (running statistics) -> relu -> mean over positions ->
-    Dense(3), the variables convention of gex_core.models' BN models. `extra` adds a
+    Dense(3), the variables convention of gex_core.training.models' BN models. `extra` adds a
     LayerNorm after the pooling (parameters K-FAC has no block for)."""
 
     conv: tuple = (("features", 3), ("kernel_size", (2, 2)), ("padding", "VALID"))
@@ -547,7 +523,7 @@ class ConvBNNet(nn.Module):
 def bn_flax_model(module, input_shape, seed=0, dtype=jnp.float64, std=0.8):
     """As flax_model, with variables {"params", "batch_stats"}: N(0, std^2) params
     (BN scale too), running means N(0, 0.5^2) and variances U(0.5, 2), and apply in
-    evaluation mode with the statistics under stop_gradient (as gex_core.models)."""
+    evaluation mode with the statistics under stop_gradient (as gex_core.training.models)."""
 
     def apply(variables, x):
         stats = jax.lax.stop_gradient(variables["batch_stats"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from gex_core.loaders import (
+from gex_core.data.readers import (
     IMAGE_DATASETS,
     DataFileError,
     load_images,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from gex_core.metrics import detection_metrics, recall_at_top
+from gex_core.evaluation.metrics import detection_metrics, recall_at_top
 
 
 def test_metrics_agree_with_scikit_learn():
@@ -43,7 +43,8 @@ def test_single_class_mask_fails_loudly():
 
 
 def test_non_finite_scores_are_never_saved(tmp_path):
-    from gex_core.influence.scores import Scores, save_scores
+    from gex_core.influence.scores import Scores
+    from gex_core.workflow.artifacts import save_scores
 
     scores = Scores(np.array([0.1, 0.2, 0.3]), np.array([0.5, np.nan, np.inf]))
     with pytest.raises(
@@ -54,7 +55,7 @@ def test_non_finite_scores_are_never_saved(tmp_path):
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path):
-    from gex_core.io import atomic_path
+    from gex_core.workflow.io import atomic_path
 
     target = tmp_path / "table.tsv"
     target.write_text("old\n")

@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from gex_core.augment import PAD, augment_batch
-from gex_core.losses import l2_penalty
-from gex_core.models import (
+from gex_core.training.augment import PAD, augment_batch
+from gex_core.training.losses import l2_penalty
+from gex_core.training.models import (
     BATCH_STATS,
     VGG8,
     bn_model,
@@ -16,7 +16,7 @@ from gex_core.models import (
     num_params,
     trainable,
 )
-from gex_core.train import make_train_step, recompute_bn
+from gex_core.training.steps import make_train_step, recompute_bn
 
 
 @pytest.mark.parametrize(

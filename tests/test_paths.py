@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from gex_core import paths
 from gex_core.influence.registry import METHODS, get_method
+from gex_core.workflow import paths
 
 CONFIG = {
     "dataset": "digits",

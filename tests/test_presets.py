@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from gex_core.config import validate_config
+from gex_core.workflow.config import validate_config
 from tests.formats import write_cifar10_binary, write_mnist
 from tests.workflow_util import ROOT, planned_jobs, snakemake
 
@@ -77,7 +77,7 @@ def test_presets_hold_the_research_recipe(name):
 def test_noise_and_pruning_grid_of_each_preset():
     assert load_preset("mnist")["noise"]["ratio"] == 0.1
     # 10k, 20k, 30k, 40k of MNIST's 60k; 5k .. 25k of CIFAR-10's 50k
-    from gex_core.prune import num_pruned
+    from gex_core.evaluation.prune import num_pruned
 
     fractions = load_preset("mnist_prune")["prune"]["fractions"]
     assert [num_pruned(f, 60000) for f in fractions] == [10000, 20000, 30000, 40000]

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gex_core.provenance import (
+from gex_core.workflow.provenance import (
     git_state,
     provenance_path,
     read_provenance,
@@ -55,7 +55,7 @@ import sys
 sys.path.insert(0, {str(ROOT)!r})
 from tests.test_provenance import fake_snakemake
 from pathlib import Path
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 tmp = Path({str(tmp_path)!r})
 smk = fake_snakemake(tmp, ["a.json", "b.tsv"])
 job = begin_job(smk, uses_jax=False)

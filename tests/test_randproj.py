@@ -5,7 +5,7 @@ from jax.flatten_util import ravel_pytree
 
 from gex_core.influence.projection import project_gradients, random_directions
 from gex_core.influence.randproj import randproj_scores
-from gex_core.losses import per_sample_loss
+from gex_core.training.losses import softmax_cross_entropy as per_sample_loss
 from tests.helpers import tiny_data, tiny_mlp
 
 

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from gex_core.prune import PRUNE_ORDERS, kept_indices, num_pruned
-from gex_core.relabel import (
+from gex_core.evaluation.prune import PRUNE_ORDERS, kept_indices, num_pruned
+from gex_core.evaluation.relabel import (
     flag_above_otsu,
     flag_quality,
     hard_targets,

@@ -6,11 +6,11 @@ import jax
 import numpy as np
 import pytest
 
-from gex_core.ensemble import run_chain
 from gex_core.influence.arnoldi import arnoldi_iteration
-from gex_core.models import make_model
-from gex_core.resume import Resume
-from gex_core.train import fit_fresh, pretrain
+from gex_core.influence.ensemble import FineTuning, run_chain
+from gex_core.training.models import make_model
+from gex_core.training.recipes import fit_fresh, pretrain
+from gex_core.workflow.resume import Resume
 from tests.helpers import tiny_data
 
 
@@ -75,7 +75,7 @@ def pretrain_run(model, x, y, resume, epochs=5):
         augment="crop",
         bn_batches=3,
         log=lambda _: None,
-        resume=resume,
+        checkpointer=resume,
     )
 
 
@@ -91,26 +91,26 @@ def test_pretraining_resumes_bitwise(tmp_path, cnn_data, saves):
 
 
 def chain_run(model, pretrained, x, y, resume):
-    return run_chain(
-        model,
-        pretrained,
-        x,
-        y,
-        x[:12],
-        y[:12],
-        seed=1,
-        chain=2,
+    recipe = FineTuning(
         stages=3,
         ft_lr=0.05,
         ft_steps=25,  # chunks of 10, 10, 5: saves inside and at the end of stages
         batch_size=20,
         weight_decay=5e-4,
         momentum=0.9,
-        eval_batch_size=16,
         augment="crop",
         bn_batches=2,
+    )
+    return run_chain(
+        model,
+        pretrained,
+        (x, y, x[:12], y[:12]),
+        recipe,
+        seed=1,
+        chain=2,
+        eval_batch_size=16,
         log=lambda _: None,
-        resume=resume,
+        checkpointer=resume,
     )
 
 
@@ -146,7 +146,7 @@ def test_retraining_resumes_bitwise(tmp_path, cnn_data):
             stage="prune",
             augment="crop",
             bn_batches=2,
-            resume=resume,
+            checkpointer=resume,
         )
 
     assert_trees_equal(run(Resume(None)), resumed(run, tmp_path, 2))
@@ -154,7 +154,9 @@ def test_retraining_resumes_bitwise(tmp_path, cnn_data):
 
 def arnoldi_run(resume):
     a = np.random.default_rng(0).normal(size=(30, 30))
-    return arnoldi_iteration(lambda v: a @ (a.T @ v), np.ones(30), 12, resume=resume)
+    return arnoldi_iteration(
+        lambda v: a @ (a.T @ v), np.ones(30), 12, checkpointer=resume
+    )
 
 
 def test_arnoldi_resumes_bitwise(tmp_path):

@@ -10,13 +10,19 @@ import json
 import numpy as np
 import pytest
 
-from gex_core.data import ImageRows, normalise_images, stored_rows, stored_train_size
+from gex_core.data.datasets import normalise_images
 from gex_core.influence.registry import METHODS
-from gex_core.influence.scores import load_query_indices, load_scores
-from gex_core.io import npz_memmap, write_npz
-from gex_core.shards import num_shards, shard_rows
-from gex_core.stages.evaluate import with_shard_benchmarks
-from gex_core.stages.influence import merge_shards, run_gather, run_influence
+from gex_core.workflow.artifacts import (
+    ImageRows,
+    load_query_indices,
+    load_scores,
+    stored_rows,
+    stored_train_size,
+)
+from gex_core.workflow.io import npz_memmap, write_npz
+from gex_core.workflow.shards import num_shards, shard_rows
+from gex_core.workflow.stages.evaluate import with_shard_benchmarks
+from gex_core.workflow.stages.influence import merge_shards, run_gather, run_influence
 from tests.test_kernels import HPARAMS, N_TE, N, method_inputs, run_files  # noqa: F401
 
 SHARDABLE = sorted(name for name, spec in METHODS.items() if spec.shardable)

@@ -3,14 +3,10 @@ import numpy as np
 import optax
 import pytest
 
-from gex_core.models import make_model
-from gex_core.train import (
-    pretrain,
-    raise_if_not_finite,
-    trajectory_epochs,
-    update_record,
-    warmup_cosine_schedule,
-)
+from gex_core.training.fit import Chunk, FitHooks, check_finite
+from gex_core.training.models import make_model
+from gex_core.training.recipes import pretrain, trajectory_epochs, update_record
+from gex_core.training.steps import warmup_cosine_schedule
 from tests.helpers import tiny_data, tiny_mlp
 
 
@@ -48,7 +44,9 @@ def test_non_finite_loss_names_stage_step_and_hyperparameters():
     with pytest.raises(
         FloatingPointError, match=r"in pretrain at step 11; .*'lr': 9.0"
     ):
-        raise_if_not_finite(losses, "pretrain", 10, {"lr": 9.0})
+        check_finite(
+            Chunk(10, None, losses, None), FitHooks("pretrain"), None, {"lr": 9.0}
+        )
 
 
 def run_tiny(seed=0, lr=0.3, epochs=6):

@@ -263,10 +263,16 @@ def test_changing_the_noise_ratio_reruns_everything_downstream_of_labels(smoke):
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        ("ensemble.py", {"ensemble_chains": 2, **ONE_METHOD_DOWNSTREAM}),
+        ("influence/ensemble.py", {"ensemble_chains": 2, **ONE_METHOD_DOWNSTREAM}),
         ("influence/projection.py", ONE_METHOD_DOWNSTREAM),
-        ("train.py", {"pretrain": 2, "ensemble_chains": 2, **EVERY_SCORE_DOWNSTREAM}),
-        ("plots.py", {"pretrain": 2, "ensemble_chains": 2, **EVERY_SCORE_DOWNSTREAM}),
+        (
+            "training/fit.py",
+            {"pretrain": 2, "ensemble_chains": 2, **EVERY_SCORE_DOWNSTREAM},
+        ),
+        (
+            "evaluation/figures.py",
+            {"pretrain": 2, "ensemble_chains": 2, **EVERY_SCORE_DOWNSTREAM},
+        ),
     ],
 )
 def test_editing_a_module_marks_exactly_its_stages_stale(smoke, module, expected):
@@ -312,8 +318,8 @@ SMALL_HPARAMS = {
 
 def test_every_registered_method_runs_on_real_workflow_artifacts(smoke):
     """Each registry entry, fed by MethodInputs from the smoke run's files."""
-    from gex_core.influence.inputs import MethodInputs
     from gex_core.influence.registry import METHODS
+    from gex_core.workflow.method_inputs import MethodInputs
 
     _, workdir = smoke
     run = workdir / RUN.format(seed=0)

@@ -1,10 +1,10 @@
 """Choose GEX's fine-tuning learning rate from pilot stages, without the noise mask."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake)
 
-from gex_core.stages.calibration import run_calibration  # noqa: E402
+from gex_core.workflow.stages.calibration import run_calibration  # noqa: E402
 
 print(
     run_calibration(

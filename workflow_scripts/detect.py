@@ -1,10 +1,10 @@
 """Mislabel detection of one method's self-influence against the noise mask."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake, uses_jax=False)
 
-from gex_core.stages.evaluate import run_detection  # noqa: E402
+from gex_core.workflow.stages.evaluate import run_detection  # noqa: E402
 
 wc = snakemake.wildcards
 metrics = run_detection(

@@ -1,12 +1,12 @@
 """Run a job's geometric-ensemble chains (S fine-tuning stages each) from the
 pretrained model: chains first..last of the file name."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake)
 
-from gex_core.paths import chain_range  # noqa: E402
-from gex_core.stages.ensemble import run_ensemble_chains  # noqa: E402
+from gex_core.workflow.paths import chain_range  # noqa: E402
+from gex_core.workflow.stages.ensemble import run_ensemble_chains  # noqa: E402
 
 run_ensemble_chains(
     data_path=snakemake.input.data,

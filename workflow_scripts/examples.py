@@ -1,10 +1,10 @@
 """Most helpful and most harmful training images for a few test queries."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake, uses_jax=False)
 
-from gex_core.stages.figures import run_examples  # noqa: E402
+from gex_core.workflow.stages.figures import run_examples  # noqa: E402
 
 run_examples(
     data_path=snakemake.input.data,

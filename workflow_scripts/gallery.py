@@ -1,10 +1,10 @@
 """The top-scored training images of one method and seed, with given and true labels."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake, uses_jax=False)
 
-from gex_core.stages.figures import run_gallery  # noqa: E402
+from gex_core.workflow.stages.figures import run_gallery  # noqa: E402
 
 run_gallery(
     data_path=snakemake.input.data,

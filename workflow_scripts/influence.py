@@ -1,12 +1,12 @@
 """Score the training set (or one shard of it) with one influence method."""
 
-from gex_core.jobenv import begin_job, run_inputs
+from gex_core.workflow.jobenv import begin_job, run_inputs
 
 job = begin_job(snakemake)
 
-from gex_core.data import stored_train_size  # noqa: E402
-from gex_core.shards import shard_rows  # noqa: E402
-from gex_core.stages.influence import run_influence  # noqa: E402
+from gex_core.workflow.artifacts import stored_train_size  # noqa: E402
+from gex_core.workflow.shards import shard_rows  # noqa: E402
+from gex_core.workflow.stages.influence import run_influence  # noqa: E402
 
 wildcards = snakemake.wildcards
 shard = None

@@ -1,10 +1,11 @@
 """Load the configured data set once and store its fixed train/test split."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake, uses_jax=False)
 
-from gex_core.data import load_dataset, save_dataset  # noqa: E402
+from gex_core.data.load import load_dataset  # noqa: E402
+from gex_core.workflow.artifacts import save_dataset  # noqa: E402
 
 data = load_dataset(
     snakemake.params.dataset, snakemake.params.data_dir, snakemake.params.data_file

@@ -1,11 +1,12 @@
 """Noisy training labels and the noise mask for one (data set, noise, seed)."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake, uses_jax=False)
 
-from gex_core.data import make_noisy_labels, read_dataset  # noqa: E402
-from gex_core.io import write_json, write_npz  # noqa: E402
+from gex_core.data.load import make_noisy_labels  # noqa: E402
+from gex_core.workflow.artifacts import read_dataset  # noqa: E402
+from gex_core.workflow.io import write_json, write_npz  # noqa: E402
 
 seed = int(snakemake.wildcards.seed)
 noise = snakemake.params.noise

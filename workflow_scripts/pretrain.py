@@ -1,10 +1,10 @@
 """Pretrain on the noisy labels; save model, trajectory, per-sample record and history."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake)
 
-from gex_core.stages.pretrain import run_pretraining  # noqa: E402
+from gex_core.workflow.stages.pretrain import run_pretraining  # noqa: E402
 
 run_pretraining(
     data_path=snakemake.input.data,

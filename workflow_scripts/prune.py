@@ -1,10 +1,10 @@
 """Prune a fraction of the training set by a method's self-influence, retrain."""
 
-from gex_core.jobenv import begin_job, run_inputs
+from gex_core.workflow.jobenv import begin_job, run_inputs
 
 job = begin_job(snakemake)
 
-from gex_core.stages.experiments import run_prune  # noqa: E402
+from gex_core.workflow.stages.experiments import run_prune  # noqa: E402
 
 print(
     run_prune(

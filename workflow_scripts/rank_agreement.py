@@ -1,10 +1,10 @@
 """Spearman agreement of the methods' self-influence rankings, averaged over seeds."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake, uses_jax=False)
 
-from gex_core.stages.summaries import run_rank_agreement  # noqa: E402
+from gex_core.workflow.stages.summaries import run_rank_agreement  # noqa: E402
 
 print(
     run_rank_agreement(

@@ -1,10 +1,10 @@
 """Relabel the samples a method flags (Otsu threshold), retrain, test accuracy."""
 
-from gex_core.jobenv import begin_job, run_inputs
+from gex_core.workflow.jobenv import begin_job, run_inputs
 
 job = begin_job(snakemake)
 
-from gex_core.stages.experiments import run_relabel  # noqa: E402
+from gex_core.workflow.stages.experiments import run_relabel  # noqa: E402
 
 print(
     run_relabel(

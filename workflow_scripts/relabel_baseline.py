@@ -1,10 +1,10 @@
 """Retrain on the clean labels (oracle) or on the model's predictions for every sample."""
 
-from gex_core.jobenv import begin_job, run_inputs
+from gex_core.workflow.jobenv import begin_job, run_inputs
 
 job = begin_job(snakemake)
 
-from gex_core.stages.experiments import run_relabel_baseline  # noqa: E402
+from gex_core.workflow.stages.experiments import run_relabel_baseline  # noqa: E402
 
 print(
     run_relabel_baseline(

@@ -1,10 +1,10 @@
 """Detection table and bar chart over seeds for every configured method."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake, uses_jax=False)
 
-from gex_core.stages.evaluate import run_summarize_detection  # noqa: E402
+from gex_core.workflow.stages.evaluate import run_summarize_detection  # noqa: E402
 
 summary = run_summarize_detection(
     metric_files=list(snakemake.input.metrics),

@@ -1,10 +1,10 @@
 """Test accuracy after relabeling over seeds: every method against the baselines."""
 
-from gex_core.jobenv import begin_job
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake, uses_jax=False)
 
-from gex_core.stages.summaries import run_relabel_summary  # noqa: E402
+from gex_core.workflow.stages.summaries import run_relabel_summary  # noqa: E402
 
 print(
     run_relabel_summary(

@@ -40,14 +40,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gex_core.batching import sample_batches
 from gex_core.influence.hessian import (
     fixed_batch_operator,
     start_vector,
 )
 from gex_core.influence.projection import project_gradients, projected_scores
 from gex_core.influence.scores import Scores
-from gex_core.resume import NO_RESUME, Resume
+from gex_core.training.batching import sample_batches
+from gex_core.training.hooks import NO_CHECKPOINTS, Checkpointer
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss
 
 Params = Any
 
@@ -74,7 +75,7 @@ def arnoldi_iteration(
     start: np.ndarray,
     iterations: int,
     tol: float = 1e-6,
-    resume: Resume = NO_RESUME,
+    checkpointer: Checkpointer = NO_CHECKPOINTS,
 ) -> Krylov:
     """Arnoldi with Gram-Schmidt (classical, applied twice) on a symmetric operator, in
     float64.
@@ -92,7 +93,7 @@ def arnoldi_iteration(
     basis[0] = start / np.linalg.norm(start)
     h = np.zeros((iterations + 1, iterations))
     first = 0
-    saved = resume.restore(lambda _: dict(basis=basis, hessenberg=h))
+    saved = checkpointer.restore(lambda _: dict(basis=basis, hessenberg=h))
     if saved is not None:
         progress, state = saved
         first, basis, h = progress["done"], state["basis"], state["hessenberg"]
@@ -114,8 +115,8 @@ def arnoldi_iteration(
             break
         h[n + 1, n] = beta
         basis[n + 1] = w / beta
-        if resume.due():
-            resume.save(dict(done=n + 1), dict(basis=basis, hessenberg=h))
+        if checkpointer.due():
+            checkpointer.save(dict(done=n + 1), dict(basis=basis, hessenberg=h))
     return Krylov(basis[:m], h[:m, :m])
 
 
@@ -176,7 +177,8 @@ def arnoldi_eigenpairs(
     iterations: int,
     top_k: int,
     tol: float = 1e-6,
-    resume: Resume = NO_RESUME,
+    checkpointer: Checkpointer = NO_CHECKPOINTS,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Eigenpairs:
     """Top-k positive eigenpairs of the Hessian of the mean loss over the samples
     indexed by `batches` (num_batches, B). key draws the start vector q_0 ~ N(0, I)."""
@@ -184,8 +186,10 @@ def arnoldi_eigenpairs(
         raise ValueError(
             f"arnoldi needs 1 <= top_k <= iterations, got {top_k}, {iterations}"
         )
-    matvec, size = fixed_batch_operator(apply, params, x_train, y_train, batches)
-    krylov = arnoldi_iteration(matvec, start_vector(key, size), iterations, tol, resume)
+    matvec, size = fixed_batch_operator(apply, params, x_train, y_train, batches, loss)
+    krylov = arnoldi_iteration(
+        matvec, start_vector(key, size), iterations, tol, checkpointer
+    )
     return distill(krylov, top_k)
 
 
@@ -206,7 +210,8 @@ def arnoldi_scores(
     tol: float = 1e-6,
     queries: np.ndarray | None = None,
     scored: tuple[np.ndarray, np.ndarray] | None = None,
-    resume: Resume = NO_RESUME,
+    checkpointer: Checkpointer = NO_CHECKPOINTS,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> tuple[Scores, Eigenpairs]:
     """Arnoldi self and test influence (n,) and kernel (n, Q) of the query test
     indices (None without queries) of the scored training samples (x, y) (None: all
@@ -222,7 +227,8 @@ def arnoldi_scores(
         iterations=iterations,
         top_k=top_k,
         tol=tol,
-        resume=resume,
+        checkpointer=checkpointer,
+        loss=loss,
     )
     directions = as_directions(eig.vectors, params)
     dtype = ravel_pytree(params)[0].dtype
@@ -235,6 +241,7 @@ def arnoldi_scores(
         y_scored,
         eval_batch_size,
         strategy,
+        loss,
     )
     test_proj = project_gradients(
         apply,
@@ -244,6 +251,7 @@ def arnoldi_scores(
         y_test,
         eval_batch_size,
         strategy,
+        loss,
     )
     return scores_from_eigen(train_proj, test_proj, eig.values, queries), eig
 
@@ -275,7 +283,8 @@ def compute(inputs, hp: dict) -> Scores:
         strategy=str(hp.get("strategy", "vjp")),
         queries=inputs.query_indices,
         scored=inputs.scored,
-        resume=inputs.resume,
+        checkpointer=inputs.checkpointer,
+        loss=inputs.loss,
     )
     print(
         f"arnoldi: kept {eig.values.shape[0]} eigenvalues "

@@ -21,9 +21,10 @@ import jax
 import numpy as np
 
 from gex_core.influence.scores import Scores
-from gex_core.losses import probabilities
-from gex_core.models import Model
-from gex_core.train import evaluate, fit_fresh, make_eval_fn, training_recipe
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss
+from gex_core.training.models import Model
+from gex_core.training.recipes import fit_fresh, training_recipe
+from gex_core.training.steps import evaluate, make_eval_fn
 
 
 def stratified_folds(
@@ -58,6 +59,7 @@ def out_of_fold_probs(
     epochs: int,
     recipe: Mapping[str, Any],
     eval_batch_size: int,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> np.ndarray:
     """(N, C) predicted probabilities, sample n's from the model trained without fold[n].
 
@@ -66,7 +68,7 @@ def out_of_fold_probs(
     num_folds = int(fold.max()) + 1
     if len(init_keys) != num_folds or len(order_rngs) != num_folds:
         raise ValueError(f"{num_folds} folds need one init key and one rng each")
-    eval_fn = make_eval_fn(model.apply)
+    eval_fn = make_eval_fn(model.apply, loss)
     probs = None
     for f in range(num_folds):
         held_out = np.flatnonzero(fold == f)
@@ -79,6 +81,7 @@ def out_of_fold_probs(
             order_rng=order_rngs[f],
             epochs=epochs,
             stage=f"cl fold {f}",
+            loss=loss,
             **training_recipe(recipe),
         )
         # Predicting the whole set keeps one compiled shape for every fold; only the
@@ -86,7 +89,7 @@ def out_of_fold_probs(
         _, logits = evaluate(eval_fn, params, x_train, y_train, eval_batch_size)
         if probs is None:
             probs = np.full(logits.shape, np.nan)
-        probs[held_out] = probabilities(logits[held_out])
+        probs[held_out] = loss.probabilities(logits[held_out])
     return probs
 
 
@@ -100,6 +103,7 @@ def cl_scores(
     order_rngs: list[np.random.Generator],
     recipe: Mapping[str, Any],
     eval_batch_size: int,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Scores:
     """Self-confidence score (N,) from len(init_keys)-fold cross-fitting."""
     fold = stratified_folds(y_train, len(init_keys), split_rng)
@@ -113,6 +117,7 @@ def cl_scores(
         epochs=int(recipe["epochs"]),
         recipe=recipe,
         eval_batch_size=eval_batch_size,
+        loss=loss,
     )
     return Scores(self_influence=self_confidence_scores(probs, y_train))
 
@@ -120,11 +125,11 @@ def cl_scores(
 def compute(inputs, hp: dict) -> Scores:
     """Registry entry: hp = {"folds": int (2)}."""
     folds = int(hp.get("folds", 2))
-    data = inputs.data
+    x_train, y_train = inputs.train_set
     return cl_scores(
         inputs.model,
-        data.x_train,
-        data.y_train,
+        x_train,
+        y_train,
         split_rng=inputs.rng("cl"),
         # ids (1, f) for the orders: rng("cl", 0) would equal rng("cl") (NumPy's
         # SeedSequence pads short entropy with zeros).
@@ -132,4 +137,5 @@ def compute(inputs, hp: dict) -> Scores:
         order_rngs=[inputs.rng("cl", 1, f) for f in range(folds)],
         recipe=inputs.recipe,
         eval_batch_size=inputs.eval_batch_size,
+        loss=inputs.loss,
     )

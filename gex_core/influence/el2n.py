@@ -19,16 +19,20 @@ import jax
 import numpy as np
 
 from gex_core.influence.scores import Scores
-from gex_core.losses import probabilities
-from gex_core.models import Model
-from gex_core.train import evaluate, fit_fresh, make_eval_fn, training_recipe
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss
+from gex_core.training.models import Model
+from gex_core.training.recipes import fit_fresh, training_recipe
+from gex_core.training.steps import evaluate, make_eval_fn
 
 Params = Any
 
 
-def error_l2_norm(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """logits: (N, C), labels: (N,) int -> ||softmax(logits) - onehot(labels)||_2 (N,)."""
-    probs = probabilities(logits)
+def error_l2_norm(
+    logits: np.ndarray, labels: np.ndarray, loss: Loss = SOFTMAX_CROSS_ENTROPY
+) -> np.ndarray:
+    """logits: (N, C), labels: (N,) int -> ||p(logits) - onehot(labels)||_2 (N,), p the
+    loss's class probabilities (softmax for cross-entropy)."""
+    probs = loss.probabilities(logits)
     probs[np.arange(labels.shape[0]), labels] -= 1.0
     return np.linalg.norm(probs, axis=1)
 
@@ -43,12 +47,13 @@ def el2n_scores(
     epochs: int,
     recipe: Mapping[str, Any],
     eval_batch_size: int,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Scores:
     """Mean EL2N over one repeat per (init key, order rng) pair -> self influence (N,)."""
     if len(init_keys) != len(order_rngs) or not init_keys:
         raise ValueError("el2n needs one or more repeats, one init key and rng each")
     everyone = np.arange(x_train.shape[0])
-    eval_fn = make_eval_fn(model.apply)
+    eval_fn = make_eval_fn(model.apply, loss)
     norms = []
     for key, rng in zip(init_keys, order_rngs, strict=True):
         params = fit_fresh(
@@ -60,24 +65,26 @@ def el2n_scores(
             order_rng=rng,
             epochs=epochs,
             stage="el2n",
+            loss=loss,
             **training_recipe(recipe),
         )
         _, logits = evaluate(eval_fn, params, x_train, y_train, eval_batch_size)
-        norms.append(error_l2_norm(logits, y_train))
+        norms.append(error_l2_norm(logits, y_train, loss))
     return Scores(self_influence=np.mean(norms, axis=0))
 
 
 def compute(inputs, hp: dict) -> Scores:
     """Registry entry: hp = {"repeats": int (5), "epochs": int (10)}."""
     repeats = int(hp.get("repeats", 5))
-    data = inputs.data
+    x_train, y_train = inputs.train_set
     return el2n_scores(
         inputs.model,
-        data.x_train,
-        data.y_train,
+        x_train,
+        y_train,
         init_keys=[inputs.key("el2n", r) for r in range(repeats)],
         order_rngs=[inputs.rng("el2n", r) for r in range(repeats)],
         epochs=int(hp.get("epochs", 10)),
         recipe=inputs.recipe,
         eval_batch_size=inputs.eval_batch_size,
+        loss=inputs.loss,
     )

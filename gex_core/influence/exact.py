@@ -37,6 +37,7 @@ from gex_core.influence.hessian import (
     mean_gradient,
 )
 from gex_core.influence.scores import Scores, as_query_indices
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss
 
 Params = Any
 DEFAULT_MAX_PARAMS = 5_000
@@ -112,6 +113,7 @@ def exact_scores(
     max_params: int = DEFAULT_MAX_PARAMS,
     batch_size: int = 256,
     queries: np.ndarray | None = None,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Scores:
     """Exact self and test influence (N,) of every training sample, and the kernel
     (N, Q) of the query test indices (None without queries), computed in float64
@@ -126,15 +128,17 @@ def exact_scores(
         params64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
         x_train = np.asarray(x_train, np.float64)
         x_test = np.asarray(x_test, np.float64)
-        hessian = dataset_hessian(apply, params64, x_train, y_train, HESSIAN_BATCH)
-        grads = flat_per_sample_grads(apply, params64, x_train, y_train, batch_size)
-        test_grad = np.asarray(
-            ravel_pytree(mean_gradient(apply, params64, x_test, y_test, batch_size))[0],
-            np.float64,
+        hessian = dataset_hessian(
+            apply, params64, x_train, y_train, HESSIAN_BATCH, loss=loss
         )
+        grads = flat_per_sample_grads(
+            apply, params64, x_train, y_train, batch_size, loss
+        )
+        mean_test = mean_gradient(apply, params64, x_test, y_test, batch_size, loss)
+        test_grad = np.asarray(ravel_pytree(mean_test)[0], np.float64)
         if queries.size:
             query_grads = flat_per_sample_grads(
-                apply, params64, x_test[queries], y_test[queries], batch_size
+                apply, params64, x_test[queries], y_test[queries], batch_size, loss
             )
     return inverse_scores(grads, test_grad, hessian, damping, query_grads)
 
@@ -144,21 +148,22 @@ def compute(inputs, hp: dict) -> Scores:
     "max_params": int}. The size check runs on the parameter shapes, before the
     checkpoint or any gradient is touched."""
     max_params = int(hp.get("max_params", DEFAULT_MAX_PARAMS))
-    # shapes only (eval_shape): no initialisation, checkpoint or gradient before refusing
-    shapes = jax.eval_shape(inputs.model.init, jax.random.key(0))
-    check_size(sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes)), max_params)
+    # counted from the shapes: no checkpoint or gradient is touched before refusing
+    check_size(inputs.num_params, max_params)
     damping = hp.get("damping")
     damping = float(inputs.recipe["weight_decay"] if damping is None else damping)
-    data = inputs.data
+    x_train, y_train = inputs.train_set
+    x_test, y_test = inputs.test_set
     return exact_scores(
         inputs.model.apply,
         inputs.params,
-        data.x_train,
-        data.y_train,
-        data.x_test,
-        data.y_test,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
         damping=damping,
         max_params=max_params,
         batch_size=inputs.eval_batch_size,
         queries=inputs.query_indices,
+        loss=inputs.loss,
     )

@@ -52,7 +52,7 @@ def loss_deviation(
     member_losses: np.ndarray,
     pretrained_losses: np.ndarray,
     tau: float,
-    reference: str = "clamped",
+    reference: str = "pretrained",
 ):
     """member_losses: (M, N); pretrained_losses: (N,) -> Delta (M, N), the members'
     losses minus the reference (`reference_losses`)."""
@@ -67,7 +67,7 @@ def gex_scores(
     pretrained_test_losses: np.ndarray,
     tau: float,
     queries: np.ndarray | None = None,
-    reference: str = "clamped",
+    reference: str = "pretrained",
 ) -> Scores:
     """Self: mean_m Delta[m, n]^2. Test: mean_m Delta_te[m] * Delta[m, n], with
     Delta_te[m] = mean test loss of member m - the reference of the mean test loss
@@ -121,5 +121,5 @@ def compute(inputs, hp: dict) -> Scores:
         test,
         float(hp.get("tau", 0.0)),
         queries=inputs.query_indices,
-        reference=str(hp.get("reference", "clamped")),
+        reference=str(hp.get("reference", "pretrained")),
     )

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gex_core.batching import padded_batches
-from gex_core.losses import per_sample_grads, per_sample_loss
+from gex_core.training.batching import padded_batches
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss, per_sample_grads
 
 Params = Any
 
@@ -39,37 +39,39 @@ def hvp(loss_fn: Callable[[Params], jax.Array], params: Params, v: Params) -> Pa
     return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
 
 
-def weighted_loss(apply: Callable, params: Params, x, y, w) -> jax.Array:
+def weighted_loss(
+    apply: Callable, params: Params, x, y, w, loss: Loss = SOFTMAX_CROSS_ENTROPY
+) -> jax.Array:
     """sum_i w_i l_i over one batch. x: (B, ...), y: (B,), w: (B,) -> scalar. Weights
     1/B give the batch mean; 1/N on the real rows and 0 on padding give one batch's share
     of a data-set mean, so every operator below compiles once per batch shape."""
-    return jnp.sum(w * per_sample_loss(apply(params, x), y))
+    return jnp.sum(w * loss.per_sample(apply(params, x), y))
 
 
 @functools.cache
-def _batch_hvp(apply: Callable) -> Callable:
+def _batch_hvp(apply: Callable, loss: Loss) -> Callable:
     """Jitted fn(params, v, x, y, w) -> H v, H the Hessian of the weighted batch loss.
     Cached per apply so every method and call reuses one compilation per shape."""
 
     @jax.jit
     def fn(params, v, x, y, w):
-        return hvp(lambda p: weighted_loss(apply, p, x, y, w), params, v)
+        return hvp(lambda p: weighted_loss(apply, p, x, y, w, loss), params, v)
 
     return fn
 
 
 @functools.cache
-def _batch_hvp_many(apply: Callable) -> Callable:
+def _batch_hvp_many(apply: Callable, loss: Loss) -> Callable:
     """Jitted fn(params, V, x, y, w) -> H V for a pytree V with a leading axis S
     (the HVP vmapped over the S tangents)."""
 
     @jax.jit
     def fn(params, vs, x, y, w):
-        def loss(p):
-            return weighted_loss(apply, p, x, y, w)
+        def batch_loss(p):
+            return weighted_loss(apply, p, x, y, w, loss)
 
         # params are not batched, so XLA evaluates the primal gradient pass once
-        return jax.vmap(lambda v: hvp(loss, params, v))(vs)
+        return jax.vmap(lambda v: hvp(batch_loss, params, v))(vs)
 
     return fn
 
@@ -82,6 +84,7 @@ def fixed_batch_hvp(
     v: Params,
     *,
     many: bool = False,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Params:
     """H v with H the Hessian of the mean loss over the fixed batch set.
 
@@ -90,7 +93,7 @@ def fixed_batch_hvp(
     over batches (not lax.scan) because a conv inside scan is ~30x slower on CPU
     (DESIGN.md section 8). many=True: v has a leading axis S and H is applied to each.
     """
-    fn = (_batch_hvp_many if many else _batch_hvp)(apply)
+    fn = (_batch_hvp_many if many else _batch_hvp)(apply, loss)
     num_batches, size = y_batches.shape[:2]
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
     w = jnp.full((size,), 1.0 / (num_batches * size), dtype)
@@ -102,7 +105,7 @@ def fixed_batch_hvp(
 
 
 @functools.cache
-def _flat_batch_hvp(apply: Callable) -> Callable:
+def _flat_batch_hvp(apply: Callable, loss: Loss) -> Callable:
     """Jitted fn(params, v (P,), x, y, w) -> H v (P,): ravel and unravel inside the jit,
     so a matvec on flat vectors dispatches one compiled call per batch."""
 
@@ -110,7 +113,7 @@ def _flat_batch_hvp(apply: Callable) -> Callable:
     def fn(params, v, x, y, w):
         flat, unravel = ravel_pytree(params)
         out = hvp(
-            lambda p: weighted_loss(apply, p, x, y, w),
+            lambda p: weighted_loss(apply, p, x, y, w, loss),
             params,
             unravel(v.astype(flat.dtype)),
         )
@@ -125,6 +128,7 @@ def fixed_batch_operator(
     x_train: np.ndarray,
     y_train: np.ndarray,
     batches: np.ndarray,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
     """The fixed-batch Hessian as a map on flat host vectors, (P,) -> (P,) float64, and
     P. batches: (num_batches, B) indices. The Krylov bookkeeping runs in float64 on the
@@ -137,7 +141,7 @@ def fixed_batch_operator(
     ]
     y_batches = [jnp.asarray(y_train[b]) for b in batches]
     w = jnp.full((size,), 1.0 / (num_batches * size), dtype)
-    fn = _flat_batch_hvp(apply)
+    fn = _flat_batch_hvp(apply, loss)
 
     def matvec(v: np.ndarray) -> np.ndarray:
         vj = jnp.asarray(v, dtype)
@@ -207,6 +211,7 @@ def dataset_hessian(
     y: np.ndarray,
     batch_size: int,
     chunk: int = 512,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> np.ndarray:
     """(P, P) Hessian of the mean loss over every sample of (x, y), float64 on the host.
 
@@ -219,7 +224,7 @@ def dataset_hessian(
     num = x.shape[0]
     size = min(batch_size, num)
     x = np.asarray(x, _float_dtype(x, flat.dtype))
-    fn = _batch_hvp_many(apply)
+    fn = _batch_hvp_many(apply, loss)
     to_flat = jax.vmap(lambda t: ravel_pytree(t)[0])
     total = np.zeros((size_p, size_p), np.float64)
     for start in range(0, size_p, chunk):
@@ -233,9 +238,9 @@ def dataset_hessian(
 
 
 @functools.cache
-def _flat_per_sample_grads(apply: Callable) -> Callable:
+def _flat_per_sample_grads(apply: Callable, loss: Loss) -> Callable:
     """Jitted fn(params, x, y) -> flat per-sample gradients (B, P)."""
-    grads = per_sample_grads(apply)
+    grads = per_sample_grads(apply, loss)
 
     @jax.jit
     def fn(params, x, y):
@@ -245,13 +250,18 @@ def _flat_per_sample_grads(apply: Callable) -> Callable:
 
 
 def flat_per_sample_grads(
-    apply: Callable, params: Params, x: np.ndarray, y: np.ndarray, batch_size: int
+    apply: Callable,
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> np.ndarray:
     """(N, P) float64 host array of g_n = grad l_n(params), every sample exactly once.
     Memory N * P: for the small models of `exact` only."""
     flat = ravel_pytree(params)[0]
     x = np.asarray(x, _float_dtype(x, flat.dtype))
-    fn = _flat_per_sample_grads(apply)
+    fn = _flat_per_sample_grads(apply, loss)
     num = x.shape[0]
     size = min(batch_size, num)
     out = [
@@ -262,20 +272,30 @@ def flat_per_sample_grads(
 
 
 def per_sample_gradient_tree(
-    apply: Callable, params: Params, x: np.ndarray, y: np.ndarray, batch_size: int
+    apply: Callable,
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Params:
     """g_n for every sample of (x, y) as a pytree like params with a leading axis N, on
     the device (N * P floats: for a few samples, such as a kernel's queries)."""
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
     x = np.asarray(x, _float_dtype(x, dtype))
     num = x.shape[0]
-    fn = per_sample_grads(apply)
+    fn = per_sample_grads(apply, loss)
     parts = [fn(params, x[i], y[i]) for i in padded_batches(num, min(batch_size, num))]
     return jax.tree.map(lambda *a: jnp.concatenate(a)[:num], *parts)
 
 
 def mean_gradient(
-    apply: Callable, params: Params, x: np.ndarray, y: np.ndarray, batch_size: int
+    apply: Callable,
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Params:
     """Gradient of the mean loss over every sample of (x, y), a pytree like params
     (used for the mean test gradient g_te of test influence)."""
@@ -283,7 +303,7 @@ def mean_gradient(
     x = np.asarray(x, _float_dtype(x, dtype))
     num = x.shape[0]
     size = min(batch_size, num)
-    fn = _weighted_grad(apply)
+    fn = _weighted_grad(apply, loss)
     total = None
     for idx in padded_batches(num, size):
         w = _padding_weights(idx, num, dtype)
@@ -293,11 +313,11 @@ def mean_gradient(
 
 
 @functools.cache
-def _weighted_grad(apply: Callable) -> Callable:
+def _weighted_grad(apply: Callable, loss: Loss) -> Callable:
     """Jitted fn(params, x, y, w) -> gradient of the weighted batch loss (pytree)."""
 
     @jax.jit
     def fn(params, x, y, w):
-        return jax.grad(lambda p: weighted_loss(apply, p, x, y, w))(params)
+        return jax.grad(lambda p: weighted_loss(apply, p, x, y, w, loss))(params)
 
     return fn

@@ -32,7 +32,7 @@ every Dense/Conv `__call__` records its input and adds a zero "tap" to its outpu
 gradient of the loss w.r.t. the tap is g. Models stay untouched.
 
 Variables: a bare parameter tree, or a flax variables dict {"params": ..., "batch_stats":
-...} (gex_core.models' batch-norm convention). Module paths (LayerInfo.path) are
+...} (gex_core.training.models' batch-norm convention). Module paths (LayerInfo.path) are
 relative to the parameter tree, i.e. looked up under "params" in a variables dict
 (`_param_root`, `_lookup`). "batch_stats" leaves are state, not parameters: they have
 no Fisher block and every posterior draw is exactly zero there.
@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.linen.linear import canonicalize_padding
 
-from gex_core.models import BATCH_STATS
+from gex_core.training.models import BATCH_STATS
 
 Params = Any
 PARAMS = "params"

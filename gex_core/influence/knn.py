@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from gex_core.influence.scores import Scores
-from gex_core.models import Model
-from gex_core.train import evaluate, make_eval_fn
+from gex_core.training.models import Model
+from gex_core.training.steps import evaluate, make_eval_fn
 
 Params = Any
 
@@ -87,13 +87,13 @@ def knn_scores(
 
 def compute(inputs, hp: dict) -> Scores:
     """Registry entry: hp = {"k": int (0 = N / C)}."""
-    data = inputs.data
+    x_train, y_train = inputs.train_set
     return knn_scores(
         inputs.model,
         inputs.trajectory,
-        data.x_train,
-        data.y_train,
-        data.num_classes,
+        x_train,
+        y_train,
+        inputs.num_classes,
         k=int(hp.get("k", 0)),
         batch_size=inputs.eval_batch_size,
     )

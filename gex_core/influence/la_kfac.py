@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gex_core.batching import batched_map, sample_batches
 from gex_core.influence.gex import gex_scores
 from gex_core.influence.kfac import (
     eigen_blocks,
@@ -41,6 +40,8 @@ from gex_core.influence.kfac import (
     sample_posterior,
 )
 from gex_core.influence.scores import Scores
+from gex_core.training.batching import batched_map, sample_batches
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY
 
 Params = Any
 
@@ -138,7 +139,9 @@ def la_kfac_scores(
     test, member_test = linearised_losses(
         apply, params, deltas, x_test, y_test, eval_batch_size
     )
-    return gex_scores(member_train, train, member_test, test, tau, queries)
+    return gex_scores(
+        member_train, train, member_test, test, tau, queries, reference="clamped"
+    )
 
 
 def compute(inputs, hp: dict) -> Scores:
@@ -152,6 +155,11 @@ def compute(inputs, hp: dict) -> Scores:
     at 1e-2). The Fisher batches come from the "curvature_batches" stream, the label
     draws and the posterior draws from "la_kfac".
     """
+    if inputs.loss is not SOFTMAX_CROSS_ENTROPY:
+        raise ValueError(
+            f"la_kfac works with softmax cross-entropy only (its Fisher samples labels "
+            f"from the softmax), not {inputs.loss.name}; use another method"
+        )
     x_train, y_train = inputs.train_set
     x_test, y_test = inputs.test_set
     batches = sample_batches(

@@ -53,7 +53,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gex_core.batching import padded_batches, sample_batches
 from gex_core.influence.hessian import (
     fixed_batch_hvp,
     fixed_batch_operator,
@@ -62,7 +61,8 @@ from gex_core.influence.hessian import (
     power_iteration,
 )
 from gex_core.influence.scores import Scores, as_query_indices
-from gex_core.losses import per_sample_grads
+from gex_core.training.batching import padded_batches, sample_batches
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss, per_sample_grads
 
 Params = Any
 SCALE_MARGIN = 1.5
@@ -166,6 +166,7 @@ def lissa_scores(
     power_iterations: int = 20,
     queries: np.ndarray | None = None,
     scored: tuple[np.ndarray, np.ndarray] | None = None,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> tuple[Scores, float]:
     """LiSSA self and test influence (n,) and kernel (n, Q) of the query test indices
     (None without queries) of the scored training samples (x, y) (None: all of
@@ -179,7 +180,9 @@ def lissa_scores(
     x_scored, y_scored = (x_train, y_train) if scored is None else scored
     x_scored = np.asarray(x_scored, dtype)
     x_test = np.asarray(x_test, dtype)
-    matvec, num_params = fixed_batch_operator(apply, params, x_train, y_train, batches)
+    matvec, num_params = fixed_batch_operator(
+        apply, params, x_train, y_train, batches, loss
+    )
     radius = power_iteration(matvec, num_params, key, power_iterations)
     scale = resolve_scale(scale, radius, damping)
 
@@ -187,7 +190,9 @@ def lissa_scores(
     y_batches = jnp.asarray(y_train[batches])
 
     def hvp_many(v: Params) -> Params:
-        return fixed_batch_hvp(apply, params, x_batches, y_batches, v, many=True)
+        return fixed_batch_hvp(
+            apply, params, x_batches, y_batches, v, many=True, loss=loss
+        )
 
     def ihvp(g: Params) -> Params:
         return lissa_ihvp(
@@ -199,11 +204,12 @@ def lissa_scores(
     queries = as_query_indices(queries, x_test.shape[0])
     # right-hand sides of the test side: the mean test gradient, then each query's
     rhs = jax.tree.map(
-        lambda a: a[None], mean_gradient(apply, params, x_test, y_test, eval_batch_size)
+        lambda a: a[None],
+        mean_gradient(apply, params, x_test, y_test, eval_batch_size, loss),
     )
     if queries.size:
         query_grads = per_sample_gradient_tree(
-            apply, params, x_test[queries], y_test[queries], size
+            apply, params, x_test[queries], y_test[queries], size, loss
         )
         rhs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), rhs, query_grads)
     # H is symmetric: g_te^T H^-1 g_n = (H^-1 g_te)^T g_n, one IHVP per right-hand
@@ -215,7 +221,7 @@ def lissa_scores(
     ]
     test_ihvps = jax.tree.map(lambda *a: jnp.concatenate(a)[:num_rhs], *parts)
 
-    grads_fn = per_sample_grads(apply)
+    grads_fn = per_sample_grads(apply, loss)
     self_parts, test_parts = [], []
     for idx in padded_batches(num, size):
         grads = grads_fn(params, x_scored[idx], y_scored[idx])
@@ -262,6 +268,7 @@ def compute(inputs, hp: dict) -> Scores:
         eval_batch_size=inputs.eval_batch_size,
         queries=inputs.query_indices,
         scored=inputs.scored,
+        loss=inputs.loss,
     )
     print(
         f"lissa: scale {used:.4g}, damping {damping:g}, {hp['iterations']} iterations"

@@ -16,9 +16,9 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gex_core.batching import batched_map
 from gex_core.influence.scores import Scores, as_query_indices
-from gex_core.losses import per_sample_grads, per_sample_loss
+from gex_core.training.batching import batched_map
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss, per_sample_grads
 
 Params = Any
 STRATEGIES = ("jvp", "vjp")
@@ -37,11 +37,11 @@ def random_directions(key: jax.Array, params: Params, num: int) -> Params:
 
 @functools.cache
 def make_projector(
-    apply: Callable, strategy: str
+    apply: Callable, strategy: str, loss: Loss = SOFTMAX_CROSS_ENTROPY
 ) -> Callable[[Params, Params, jax.Array, jax.Array], jax.Array]:
     """Jitted fn(params, directions, x (B, ...), y (B,)) -> S (B, num directions).
 
-    Cached per (apply, strategy) so repeated projections (checkpoints, test set) reuse
+    Cached per (apply, strategy, loss) so repeated projections (checkpoints, test set) reuse
     one compiled function.
     """
     if strategy == "jvp":
@@ -49,7 +49,7 @@ def make_projector(
         @jax.jit
         def project(params, directions, x, y):
             def batch_losses(p):
-                return per_sample_loss(apply(p, x), y)
+                return loss.per_sample(apply(p, x), y)
 
             def along(v):
                 return jax.jvp(batch_losses, (params,), (v,))[1]
@@ -60,7 +60,7 @@ def make_projector(
 
         @jax.jit
         def project(params, directions, x, y):
-            grads = per_sample_grads(apply)(params, x, y)
+            grads = per_sample_grads(apply, loss)(params, x, y)
             flat_grads = jax.vmap(lambda g: ravel_pytree(g)[0])(grads)
             flat_dirs = jax.vmap(lambda v: ravel_pytree(v)[0])(directions)
             return flat_grads @ flat_dirs.T
@@ -80,9 +80,10 @@ def project_gradients(
     y: np.ndarray,
     batch_size: int,
     strategy: str = "jvp",
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> np.ndarray:
     """S (N, K) with S[n, k] = g_n^T v_k for every sample, each seen exactly once."""
-    project = make_projector(apply, strategy)
+    project = make_projector(apply, strategy, loss)
     return batched_map(project, (x, y), batch_size, consts=(params, directions))
 
 

@@ -21,16 +21,9 @@ from gex_core.influence.projection import (
     random_directions,
 )
 from gex_core.influence.scores import Scores
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss
 
 Params = Any
-
-
-def scores_from_projections(
-    train_proj: np.ndarray, test_proj: np.ndarray, queries: np.ndarray | None = None
-) -> Scores:
-    """train_proj: (N, d), test_proj: (N_te, d) -> self and test influence (N,), and the
-    kernel (N, Q) of the query test indices (None without queries)."""
-    return projected_scores(train_proj, test_proj, queries)
 
 
 def randproj_scores(
@@ -46,23 +39,22 @@ def randproj_scores(
     batch_size: int,
     strategy: str,
     queries: np.ndarray | None = None,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Scores:
     """Project train and test gradients at `params` on `dim` directions drawn from key;
     queries: test indices of the kernel's columns (None: no kernel)."""
     directions = random_directions(key, params, dim)
     train_proj = project_gradients(
-        apply, params, directions, x_train, y_train, batch_size, strategy
+        apply, params, directions, x_train, y_train, batch_size, strategy, loss
     )
     test_proj = project_gradients(
-        apply, params, directions, x_test, y_test, batch_size, strategy
+        apply, params, directions, x_test, y_test, batch_size, strategy, loss
     )
-    return scores_from_projections(train_proj, test_proj, queries)
+    return projected_scores(train_proj, test_proj, queries)
 
 
 def compute(inputs, hp: dict) -> Scores:
     """Registry entry: hp = {"dim": int, "strategy": "jvp" | "vjp"}."""
-    from gex_core.seeds import jax_key
-
     x_train, y_train = inputs.scored
     x_test, y_test = inputs.test_set
     return randproj_scores(
@@ -72,9 +64,10 @@ def compute(inputs, hp: dict) -> Scores:
         y_train,
         x_test,
         y_test,
-        key=jax_key(inputs.seed, "randproj"),
+        key=inputs.key("randproj"),
         dim=int(hp["dim"]),
         batch_size=inputs.eval_batch_size,
         strategy=str(hp["strategy"]),
         queries=inputs.query_indices,
+        loss=inputs.loss,
     )

@@ -19,12 +19,12 @@ class MethodSpec:
     hparams: config key -> short path label, in path order (values from
         config["influence"][name]); knobs listed in `unpathed` reach the job but not the
         path because they change how, not what, is computed.
-    compute: "module:function" with signature (inputs: MethodInputs, hp: dict) -> Scores.
-    cost: asymptotic cost, for the README's method table.
+    compute: "module:function" with signature (problem: Problem, hp: dict) -> Scores
+        (`gex_core.influence.problem`).
     kernel: whether compute returns the train x test influence kernel (N, Q) of the
-        query set (MethodInputs.query_indices) when Q > 0 (None otherwise, and always
+        query set (Problem.query_indices) when Q > 0 (None otherwise, and always
         None when false).
-    shardable: whether compute scores any row range (MethodInputs.shard) with the
+    shardable: whether compute scores any row range (Problem.scored_rows) with the
         same result as those rows of the whole set: each sample's score depends only
         on the sample and on state every shard rebuilds identically (parameters,
         random draws, curvature batches, the test set), so `shard_size` may split it
@@ -34,7 +34,6 @@ class MethodSpec:
     name: str
     compute: str
     summary: str
-    cost: str
     hparams: dict[str, str] = field(default_factory=dict)
     unpathed: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
@@ -71,7 +70,6 @@ METHODS: dict[str, MethodSpec] = {
             shardable=True,
             compute="gex_core.influence.gex:compute",
             summary="Geometric-ensemble loss deviations, mean_m Delta^2 (the paper)",
-            cost="K*S*ft_steps SGD steps + M forward passes over N",
             hparams={"reference": "ref-", "tau": "tau"},
             only_when={"tau": ("reference", "clamped")},
             needs=("ensemble",),
@@ -82,8 +80,6 @@ METHODS: dict[str, MethodSpec] = {
             shardable=True,
             compute="gex_core.influence.la_kfac:compute",
             summary="K-FAC Laplace posterior samples, linearised losses, GEX score",
-            cost="B_F Fisher batches (forward+backward) + eigh of each layer's factors "
-            "O(sum d_in^3 + d_out^3) + M JVPs over N + N_te",
             hparams={
                 "members": "M",
                 "alpha": "alpha",
@@ -99,7 +95,6 @@ METHODS: dict[str, MethodSpec] = {
             shardable=True,
             compute="gex_core.influence.randproj:compute",
             summary="Identity-Hessian influence, d Gaussian gradient projections",
-            cost="d gradient projections over N (one backward pass per sample)",
             hparams={"dim": "d"},
             unpathed=("strategy",),
         ),
@@ -109,7 +104,6 @@ METHODS: dict[str, MethodSpec] = {
             shardable=True,
             compute="gex_core.influence.tracin:compute",
             summary="Exact TracIn-CP: per-sample gradient norms over the trajectory",
-            cost="T*(N+N_te) per-sample gradients",
             hparams={"lr_weights": "lrw"},
         ),
         MethodSpec(
@@ -118,7 +112,6 @@ METHODS: dict[str, MethodSpec] = {
             shardable=True,
             compute="gex_core.influence.tracinrp:compute",
             summary="TracIn-CP with d random projections shared by the T checkpoints",
-            cost="T*d gradient projections over N+N_te",
             hparams={"dim": "d", "lr_weights": "lrw"},
             unpathed=("strategy",),
         ),
@@ -128,8 +121,6 @@ METHODS: dict[str, MethodSpec] = {
             shardable=True,
             compute="gex_core.influence.arnoldi:compute",
             summary="Inverse Hessian on its top-k eigenspace (Arnoldi, fixed batch set)",
-            cost="I HVPs over the batch set + k gradient projections over N + N_te; "
-            "I*P host memory",
             hparams={
                 "iterations": "it",
                 "top_k": "k",
@@ -143,7 +134,6 @@ METHODS: dict[str, MethodSpec] = {
             kernel=True,
             compute="gex_core.influence.exact:compute",
             summary="Explicit damped inverse Hessian (ground truth; small models only)",
-            cost="O(N P^2) Hessian + O(P^3) eigendecomposition; refused above max_params",
             hparams={"damping": "damp"},
             unpathed=("max_params",),
         ),
@@ -153,7 +143,6 @@ METHODS: dict[str, MethodSpec] = {
             shardable=True,
             compute="gex_core.influence.lissa:compute",
             summary="LiSSA: truncated Neumann-series inverse-HVPs on a fixed batch set",
-            cost="N*iterations HVPs over the batch set (+20 power-iteration HVPs)",
             hparams={
                 "iterations": "it",
                 "damping": "damp",
@@ -167,34 +156,29 @@ METHODS: dict[str, MethodSpec] = {
             name="el2n",
             compute="gex_core.influence.el2n:compute",
             summary="EL2N: mean ||softmax - onehot|| of R briefly trained fresh models",
-            cost="R*E*ceil(N/B) SGD steps + R forward passes over N",
             hparams={"repeats": "r", "epochs": "e"},
         ),
         MethodSpec(
             name="forgetting",
             compute="gex_core.influence.forgetting:compute",
             summary="Forgetting events during pretraining; never-learned samples first",
-            cost="O(N), read from the pretraining record",
         ),
         MethodSpec(
             name="cl",
             compute="gex_core.influence.cl:compute",
             summary="Confident learning: 1 - p(noisy label), F-fold cross-fitted",
-            cost="F*E*ceil(N(F-1)/(F*B)) SGD steps (~(F-1) pretrainings) + F passes",
             hparams={"folds": "f"},
         ),
         MethodSpec(
             name="knn",
             compute="gex_core.influence.knn:compute",
             summary="Logit-space kNN label disagreement (self excluded), over the trajectory",
-            cost="T forward passes over N + T*N^2*C distances",
             hparams={"k": "k"},
         ),
         MethodSpec(
             name="random",
             compute="gex_core.influence.random_scores:compute",
             summary="Random N(0, 1) scores (the chance baseline)",
-            cost="O(N)",
         ),
     ]
 }

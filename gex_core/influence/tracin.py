@@ -29,10 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gex_core.batching import batched_map
 from gex_core.influence.hessian import mean_gradient, per_sample_gradient_tree
 from gex_core.influence.scores import Scores, as_query_indices
-from gex_core.losses import per_sample_grads
+from gex_core.training.batching import batched_map
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss, per_sample_grads
 
 Params = Any
 
@@ -90,13 +90,13 @@ def combine_checkpoints(per_ckpt: Sequence[Scores], weights: np.ndarray) -> Scor
 
 
 @functools.cache
-def _make_grad_stats(apply: Callable) -> Callable:
+def _make_grad_stats(apply: Callable, loss: Loss) -> Callable:
     """Jitted fn(params, directions (D, ...), x (B, ...), y (B,)) -> (||g_b||^2 (B,),
     g_b^T directions (B, D)), leaf by leaf so no flattened B x P copy is made."""
 
     @jax.jit
     def grad_stats(params, directions, x, y):
-        grads = per_sample_grads(apply)(params, x, y)
+        grads = per_sample_grads(apply, loss)(params, x, y)
         g_leaves = jax.tree_util.tree_leaves(grads)
         d_leaves = jax.tree_util.tree_leaves(directions)
         batch, num = x.shape[0], d_leaves[0].shape[0]
@@ -124,21 +124,23 @@ def checkpoint_scores(
     y_test: np.ndarray,
     batch_size: int,
     queries: np.ndarray | None = None,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Scores:
     """At one checkpoint: ||g_n||^2 (N,), gbar_te^T g_n (N,) and g_j^T g_n (N, Q) for
     the query test indices (None without queries)."""
     queries = as_query_indices(queries, x_test.shape[0])
     directions = jax.tree.map(
-        lambda a: a[None], mean_gradient(apply, params, x_test, y_test, batch_size)
+        lambda a: a[None],
+        mean_gradient(apply, params, x_test, y_test, batch_size, loss),
     )
     if queries.size:
         query_grads = per_sample_gradient_tree(
-            apply, params, x_test[queries], y_test[queries], batch_size
+            apply, params, x_test[queries], y_test[queries], batch_size, loss
         )
         directions = jax.tree.map(
             lambda a, b: jnp.concatenate([a, b]), directions, query_grads
         )
-    stats = _make_grad_stats(apply)
+    stats = _make_grad_stats(apply, loss)
     sq, dots = batched_map(
         stats, (x_train, y_train), batch_size, consts=(params, directions)
     )
@@ -156,6 +158,7 @@ def tracin_scores(
     y_test: np.ndarray,
     batch_size: int,
     queries: np.ndarray | None = None,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Scores:
     """Exact TracIn over T checkpoints with weights (T,) -> self and test influence (N,),
     and the kernel (N, Q) of the query test indices (None without queries)."""
@@ -163,7 +166,7 @@ def tracin_scores(
         raise ValueError(f"{len(checkpoints)} checkpoints but {len(weights)} weights")
     per_ckpt = [
         checkpoint_scores(
-            apply, p, x_train, y_train, x_test, y_test, batch_size, queries
+            apply, p, x_train, y_train, x_test, y_test, batch_size, queries, loss
         )
         for p in checkpoints
     ]
@@ -185,4 +188,5 @@ def compute(inputs, hp: dict) -> Scores:
         y_test,
         gradient_batch_size(inputs.eval_batch_size),
         queries=inputs.query_indices,
+        loss=inputs.loss,
     )

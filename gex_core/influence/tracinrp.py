@@ -2,7 +2,7 @@
 
 One set of d directions v_k ~ N(0, I) (stream "tracinrp") is shared by all T checkpoints,
 as in the research code (spec 8.5); per checkpoint the RandProj self and test scores
-(`randproj.scores_from_projections`, both means over k) are computed, then averaged with
+(`projection.projected_scores`, both means over k) are computed, then averaged with
 the checkpoint weights of `tracin.py` (ones, or eta_t / mean(eta) with LR weights; the
 research code had none). The kernel of the query test samples is averaged the same way
 from each checkpoint's projected kernel, so its mean over every test sample is the test
@@ -19,14 +19,18 @@ from typing import Any
 import jax
 import numpy as np
 
-from gex_core.influence.projection import project_gradients, random_directions
-from gex_core.influence.randproj import scores_from_projections
+from gex_core.influence.projection import (
+    project_gradients,
+    projected_scores,
+    random_directions,
+)
 from gex_core.influence.scores import Scores
 from gex_core.influence.tracin import (
     combine_checkpoints,
     gradient_batch_size,
     trajectory_weights,
 )
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss
 
 Params = Any
 
@@ -44,6 +48,7 @@ def tracinrp_from_directions(
     batch_size: int,
     strategy: str,
     queries: np.ndarray | None = None,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Scores:
     """T checkpoints, weights (T,), directions (leaves with a leading (d,)) -> self and
     test influence (N,) and the kernel (N, Q) of the query test indices (None without
@@ -53,12 +58,12 @@ def tracinrp_from_directions(
     per_ckpt = []
     for params in checkpoints:
         train_proj = project_gradients(
-            apply, params, directions, x_train, y_train, batch_size, strategy
+            apply, params, directions, x_train, y_train, batch_size, strategy, loss
         )
         test_proj = project_gradients(
-            apply, params, directions, x_test, y_test, batch_size, strategy
+            apply, params, directions, x_test, y_test, batch_size, strategy, loss
         )
-        per_ckpt.append(scores_from_projections(train_proj, test_proj, queries))
+        per_ckpt.append(projected_scores(train_proj, test_proj, queries))
     return combine_checkpoints(per_ckpt, weights)
 
 
@@ -76,6 +81,7 @@ def tracinrp_scores(
     batch_size: int,
     strategy: str,
     queries: np.ndarray | None = None,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Scores:
     """`tracinrp_from_directions` with `dim` directions drawn once from `key`."""
     # The directions depend only on parameter shapes, shared by every checkpoint.
@@ -92,6 +98,7 @@ def tracinrp_scores(
         batch_size=batch_size,
         strategy=strategy,
         queries=queries,
+        loss=loss,
     )
 
 
@@ -113,4 +120,5 @@ def compute(inputs, hp: dict) -> Scores:
         batch_size=gradient_batch_size(inputs.eval_batch_size),
         strategy=str(hp.get("strategy", "vjp")),
         queries=inputs.query_indices,
+        loss=inputs.loss,
     )

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from gex_core.models import Model
-from gex_core.train import evaluate, make_eval_fn
+from gex_core.training.models import Model
+from gex_core.training.steps import evaluate, make_eval_fn
 
 
 def timed_forward_pass(

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from gex_core.devices import batch_sharding, data_mesh, per_device, replicate
+from gex_core.training.devices import batch_sharding, data_mesh, per_device, replicate
 
 
 def batch_index_stream(

@@ -1,4 +1,5 @@
-"""What an influence method may read, loaded only when the method asks for it."""
+"""An influence `Problem` whose attributes are the run's files, each loaded only when
+a method asks for it."""
 
 from __future__ import annotations
 
@@ -6,22 +7,29 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
+import jax
 import numpy as np
+import pandas as pd
 
-from gex_core.data import (
-    Dataset,
+from gex_core.data.datasets import Dataset
+from gex_core.influence.problem import Problem
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY
+from gex_core.training.models import make_model, trainable
+from gex_core.training.recipes import checkpoint_learning_rates
+from gex_core.workflow.artifacts import (
     ImageRows,
     read_noisy_dataset,
     stored_rows,
     stored_train_size,
 )
-from gex_core.io import npz_memmap, read_npz
-from gex_core.resume import NO_RESUME, Resume
+from gex_core.workflow.checkpoints import load_params, load_params_list
+from gex_core.workflow.io import npz_memmap, read_npz
+from gex_core.workflow.resume import NO_RESUME, Resume
 
 Params = Any
 
 
-class MethodInputs:
+class MethodInputs(Problem):
     """Lazily loaded artifacts of one (data, noise, model, pretraining, seed) run.
 
     data_path: the split (data.npz); labels_path: labels.npz (noisy, clean, mask);
@@ -29,8 +37,9 @@ class MethodInputs:
     record.npz, losses.npz, history.tsv); chain_paths: ensemble chain .npz files (member
     losses), in chain order; recipe: the pretraining config (epochs, batch_size, lr,
     weight_decay, warmup_ratio, momentum, num_checkpoints), for methods that retrain;
-    resume: the job's in-progress store (`gex_core.resume`) for a method's long loop.
-    Methods never see the clean labels or the noise mask.
+    resume: the job's in-progress store (`gex_core.workflow.resume`) for a method's long loop.
+    Methods never see the clean labels or the noise mask. The loss is softmax
+    cross-entropy, the workflow's.
     """
 
     def __init__(
@@ -64,19 +73,8 @@ class MethodInputs:
         self.chain_paths = tuple(chain_paths)
         self.queries = int(queries)
         self.shard = None if shard is None else (int(shard[0]), int(shard[1]))
-        self.resume = resume
-
-    def key(self, stream: str, *ids: int):
-        """A JAX key of this run's seed for one of `gex_core.seeds.STREAMS`."""
-        from gex_core.seeds import jax_key
-
-        return jax_key(self.seed, stream, *ids)
-
-    def rng(self, stream: str, *ids: int) -> np.random.Generator:
-        """A NumPy generator of this run's seed for one of `gex_core.seeds.STREAMS`."""
-        from gex_core.seeds import host_rng
-
-        return host_rng(self.seed, stream, *ids)
+        self.checkpointer = resume
+        self.loss = SOFTMAX_CROSS_ENTROPY
 
     @cached_property
     def data(self) -> Dataset:
@@ -146,25 +144,28 @@ class MethodInputs:
         return np.arange(min(self.queries, num_test), dtype=np.int64)
 
     @cached_property
-    def model(self):
-        from gex_core.models import make_model
+    def num_classes(self) -> int:
+        return int(read_npz(self.data_path, ("num_classes",))["num_classes"])
 
-        num_classes = int(read_npz(self.data_path, ("num_classes",))["num_classes"])
+    @cached_property
+    def num_params(self) -> int:
+        """From the parameter shapes: no checkpoint is read."""
+        shapes = jax.eval_shape(self.model.init, jax.random.key(0))
+        return sum(int(np.prod(s.shape)) for s in jax.tree.leaves(trainable(shapes)))
+
+    @cached_property
+    def model(self):
         image_shape = npz_memmap(self.data_path, "x_train").shape[1:]
-        return make_model(self.model_name, num_classes, image_shape)
+        return make_model(self.model_name, self.num_classes, image_shape)
 
     @cached_property
     def template(self) -> Params:
         """Freshly initialised parameters: the structure checkpoints are read into."""
-        import jax
-
         return self.model.init(jax.random.key(0))
 
     @cached_property
     def params(self) -> Params:
         """The pretrained parameters theta*."""
-        from gex_core.checkpoint import load_params
-
         return load_params(
             f"{self.pretrain_dir}/model.msgpack", self.template, self.model_name
         )
@@ -172,8 +173,6 @@ class MethodInputs:
     @cached_property
     def trajectory(self) -> list[Params]:
         """The T trajectory checkpoints, in training order."""
-        from gex_core.checkpoint import load_params_list
-
         return load_params_list(
             f"{self.pretrain_dir}/trajectory.msgpack", self.template, self.model_name
         )
@@ -189,16 +188,13 @@ class MethodInputs:
 
     @cached_property
     def trajectory_lrs(self) -> np.ndarray:
-        """Learning rate of each trajectory checkpoint's epoch, (T,): the mean of the LR
-        at the epoch's start and end (the end alone is 0 for the final checkpoint)."""
-        import pandas as pd
-
+        """Learning rate of each trajectory checkpoint's epoch, (T,)."""
         history = pd.read_csv(f"{self.pretrain_dir}/history.tsv", sep="\t")
-        end = dict(zip(history.epoch, history.lr, strict=True))
-        start = {epoch + 1: lr for epoch, lr in end.items()}
-        epochs = [int(e) for e in self.record["trajectory_epochs"]]
-        # history's lr is the value after each epoch, so epoch 1 starts at 0 (warm-up)
-        return np.array([(start.get(e, 0.0) + end[e]) / 2 for e in epochs])
+        return checkpoint_learning_rates(
+            history.epoch.to_numpy(),
+            history.lr.to_numpy(),
+            self.record["trajectory_epochs"],
+        )
 
     @cached_property
     def pretrained_losses(self) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from typing import NamedTuple, NoReturn
 
 import numpy as np
 
-from gex_core.data import Dataset
+from gex_core.data.datasets import Dataset
 
 IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
 

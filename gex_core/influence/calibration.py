@@ -30,7 +30,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gex_core.models import Model
+from gex_core.influence.ensemble import FineTuning, run_chain
+from gex_core.training.hooks import no_log
+from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss
+from gex_core.training.models import Model
+from gex_core.training.steps import evaluate, make_eval_fn
 
 Params = Any
 
@@ -142,13 +146,9 @@ def calibrate_ft_lr(
     tolerance: float,
     seed: int,
     refine: int = 0,
-    ft_steps: int,
-    batch_size: int,
-    weight_decay: float,
-    momentum: float,
+    recipe: FineTuning,
     eval_batch_size: int,
-    augment: str = "none",
-    bn_batches: int = 50,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> dict[str, Any]:
     """Run one pilot stage per grid rate, then up to `refine` bisecting pilots
     (`search_ft_lr`), and choose the fine-tuning learning rate.
@@ -157,12 +157,10 @@ def calibrate_ft_lr(
     "tolerance": float, "refine": int, "grid": [{lr, escape, heldout_accuracy,
     loss_increase, finite, refined}, ...] by rate} (JSON-able; refined: a bisecting
     pilot's rate, not one of the grid's). x_train (N, H, W, C) with the given labels
-    (N,); the held-out set likewise.
+    (N,); the held-out set likewise. recipe: the chains' fine-tuning (its stages and
+    ft_lr are the pilot's own: one stage at each rate).
     """
-    from gex_core.ensemble import run_chain
-    from gex_core.train import evaluate, make_eval_fn
-
-    eval_fn = make_eval_fn(model.apply)
+    eval_fn = make_eval_fn(model.apply, loss)
     pretrained_losses, _ = evaluate(
         eval_fn, pretrained, x_train, given_labels, eval_batch_size
     )
@@ -176,22 +174,13 @@ def calibrate_ft_lr(
             member = run_chain(
                 model,
                 pretrained,
-                x_train,
-                given_labels,
-                x_heldout,
-                heldout_labels,
+                (x_train, given_labels, x_heldout, heldout_labels),
+                recipe._replace(stages=1, ft_lr=lr),
                 seed=seed,
                 chain=0,
-                stages=1,
-                ft_lr=lr,
-                ft_steps=ft_steps,
-                batch_size=batch_size,
-                weight_decay=weight_decay,
-                momentum=momentum,
                 eval_batch_size=eval_batch_size,
-                augment=augment,
-                bn_batches=bn_batches,
-                log=lambda _: None,
+                loss=loss,
+                log=no_log,
             ).members[0]
         except FloatingPointError:  # diverged: not a usable rate
             return PilotStatistics(lr, np.nan, np.nan, np.nan, False)

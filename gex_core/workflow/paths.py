@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gex_core.catalog import BN_MODELS
+from gex_core.data.catalog import BN_MODELS
 from gex_core.influence.registry import get_method
 
 NOISE_KINDS = {"symmetric": "sym", "asymmetric": "asym", "human": "human"}

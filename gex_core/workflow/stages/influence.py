@@ -9,17 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from gex_core.costs import cost_record, timed_forward_pass
-from gex_core.data import stored_train_size
-from gex_core.influence.inputs import MethodInputs
 from gex_core.influence.registry import METHODS, MethodSpec, get_method
-from gex_core.influence.scores import (
-    Scores,
+from gex_core.influence.scores import Scores
+from gex_core.workflow.artifacts import (
     load_query_indices,
     load_scores,
     save_scores,
+    stored_train_size,
 )
-from gex_core.io import write_json
+from gex_core.workflow.costs import cost_record, timed_forward_pass
+from gex_core.workflow.io import write_json
+from gex_core.workflow.method_inputs import MethodInputs
 
 
 def check_kernel(spec: MethodSpec, scores: Scores, num_queries: int) -> None:

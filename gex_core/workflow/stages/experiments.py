@@ -12,20 +12,21 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gex_core.influence.inputs import MethodInputs
-from gex_core.influence.scores import load_scores
-from gex_core.io import read_npz, write_json
-from gex_core.losses import probabilities
-from gex_core.prune import kept_indices, num_pruned
-from gex_core.relabel import (
+from gex_core.evaluation.prune import kept_indices, num_pruned
+from gex_core.evaluation.relabel import (
     flag_quality,
     hard_targets,
     otsu_threshold,
     predicted_targets,
     soft_targets,
 )
-from gex_core.seeds import host_rng, jax_key
-from gex_core.train import evaluate, fit_fresh, make_eval_fn, training_recipe
+from gex_core.training.losses import softmax as probabilities
+from gex_core.training.recipes import fit_fresh, training_recipe
+from gex_core.training.seeds import host_rng, jax_key
+from gex_core.training.steps import evaluate, make_eval_fn
+from gex_core.workflow.artifacts import load_scores
+from gex_core.workflow.io import read_npz, write_json
+from gex_core.workflow.method_inputs import MethodInputs
 
 RELABEL_BASELINES = ("oracle", "predicted")
 
@@ -55,7 +56,7 @@ def retrain_test_accuracy(
         order_rng=host_rng(inputs.seed, "pretrain_order"),
         epochs=int(inputs.recipe["epochs"]),
         stage=stage,
-        resume=inputs.resume,
+        checkpointer=inputs.checkpointer,
         **training_recipe(inputs.recipe),
     )
     eval_fn = make_eval_fn(inputs.model.apply)

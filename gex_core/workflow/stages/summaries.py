@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from gex_core.influence.scores import load_scores
-from gex_core.io import save_figure, write_table
-from gex_core.plots import pruning_curves, rank_agreement, relabel_bars
+from gex_core.evaluation.figures import pruning_curves, rank_agreement, relabel_bars
+from gex_core.workflow.artifacts import load_scores
+from gex_core.workflow.io import save_figure, write_table
 
 
 def read_results(paths: Sequence[str]) -> pd.DataFrame:

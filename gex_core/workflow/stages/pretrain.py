@@ -9,15 +9,16 @@ import jax
 import numpy as np
 import pandas as pd
 
-from gex_core.checkpoint import save_params
-from gex_core.costs import timed_forward_pass
-from gex_core.data import read_noisy_dataset
-from gex_core.devices import data_mesh, describe
-from gex_core.io import save_figure, write_npz, write_table
-from gex_core.models import make_model, num_params
-from gex_core.plots import learning_curve
-from gex_core.resume import NO_RESUME, Resume
-from gex_core.train import evaluate, make_eval_fn, pretrain
+from gex_core.evaluation.figures import learning_curve
+from gex_core.training.devices import data_mesh, describe
+from gex_core.training.models import make_model, num_params
+from gex_core.training.recipes import pretrain
+from gex_core.training.steps import evaluate, make_eval_fn
+from gex_core.workflow.artifacts import read_noisy_dataset
+from gex_core.workflow.checkpoints import save_params
+from gex_core.workflow.costs import timed_forward_pass
+from gex_core.workflow.io import save_figure, write_npz, write_table
+from gex_core.workflow.resume import NO_RESUME, Resume
 
 
 def run_pretraining(
@@ -54,7 +55,7 @@ def run_pretraining(
         eval_batch_size=eval_batch_size,
         augment=str(recipe["augment"]),
         bn_batches=int(recipe["bn_batches"]),
-        resume=resume,
+        checkpointer=resume,
     )
     eval_fn = make_eval_fn(model.apply)
     train_loss, _ = evaluate(

@@ -55,7 +55,7 @@ class Job:
     """A running workflow job (`begin_job`): its in-progress store and its finish."""
 
     def __init__(self, smk, start: float) -> None:
-        from gex_core.resume import DEFAULT_EVERY_S, Resume, job_resume_folder
+        from gex_core.workflow.resume import DEFAULT_EVERY_S, Resume, job_resume_folder
 
         self.smk = smk
         self.start = start
@@ -73,7 +73,7 @@ class Job:
     def finish(self) -> None:
         """Call after every output is written: write each one's provenance record
         and delete the job's in-progress state."""
-        from gex_core.provenance import job_provenance, write_provenance
+        from gex_core.workflow.provenance import job_provenance, write_provenance
 
         record = job_provenance(
             rule=self.smk.rule,
@@ -94,7 +94,7 @@ def begin_job(smk, uses_jax: bool = True) -> Job:
     settings, compile-time report for JAX jobs), and remove provenance records left
     beside its outputs by an earlier run (Snakemake removed the outputs themselves).
     Scripts call `job.finish()` once their outputs are written."""
-    from gex_core.provenance import iso_utc, provenance_path
+    from gex_core.workflow.provenance import iso_utc, provenance_path
 
     start = time.time()
     start_job(smk.log[0], rule=smk.rule if uses_jax else None)
@@ -144,7 +144,7 @@ def run_inputs(smk, **extra):
     """MethodInputs of the run a job belongs to, from the Snakemake object of a rule
     with inputs data and labels and params model, recipe, pretrain_dir and
     eval_batch_size (wildcard seed); extra: further MethodInputs arguments."""
-    from gex_core.influence.inputs import MethodInputs
+    from gex_core.workflow.method_inputs import MethodInputs
 
     return MethodInputs(
         data_path=smk.input.data,

@@ -128,7 +128,7 @@ def job_provenance(
 
 def write_provenance(artifact: str | os.PathLike, record: Mapping[str, Any]) -> None:
     """Write the job's record, with this artifact's name, size and sha256, beside it."""
-    from gex_core.io import write_json
+    from gex_core.workflow.io import write_json
 
     path = Path(artifact)
     write_json(

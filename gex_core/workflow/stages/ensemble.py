@@ -9,14 +9,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from gex_core.checkpoint import load_params, save_params
-from gex_core.costs import timed_forward_pass
-from gex_core.data import Dataset, read_noisy_dataset
-from gex_core.devices import data_mesh, describe
-from gex_core.ensemble import run_chains
-from gex_core.io import read_json, write_npz
-from gex_core.models import Model, make_model
-from gex_core.resume import NO_RESUME, Resume
+from gex_core.data.datasets import Dataset
+from gex_core.influence.ensemble import FineTuning, run_chains
+from gex_core.training.devices import data_mesh, describe
+from gex_core.training.models import Model, make_model
+from gex_core.workflow.artifacts import read_noisy_dataset
+from gex_core.workflow.checkpoints import load_params, save_params
+from gex_core.workflow.costs import timed_forward_pass
+from gex_core.workflow.io import read_json, write_npz
+from gex_core.workflow.resume import NO_RESUME, Resume
 
 
 def chain_ft_lr(recipe: Mapping[str, Any], calibration_path: str | None) -> float:
@@ -31,17 +32,18 @@ def chain_ft_lr(recipe: Mapping[str, Any], calibration_path: str | None) -> floa
 
 
 def fine_tuning(
-    recipe: Mapping[str, Any], pretrain_recipe: Mapping[str, Any], eval_batch_size: int
-) -> dict[str, Any]:
-    """The fine-tuning keywords of `ensemble.run_chains` (and the calibration pilots)
-    from the chain recipe and the pretraining config (weight decay, momentum and
-    batch-norm batches carry over)."""
-    return dict(
+    recipe: Mapping[str, Any], pretrain_recipe: Mapping[str, Any], ft_lr: float
+) -> FineTuning:
+    """The chains' fine-tuning (and the calibration pilots') from the chain recipe and
+    the pretraining config (weight decay, momentum and batch-norm batches carry
+    over), at learning rate ft_lr."""
+    return FineTuning(
+        stages=int(recipe["stages"]),
+        ft_lr=float(ft_lr),
         ft_steps=int(recipe["ft_steps"]),
         batch_size=int(recipe["batch_size"]),
         weight_decay=float(pretrain_recipe["weight_decay"]),
         momentum=float(pretrain_recipe["momentum"]),
-        eval_batch_size=eval_batch_size,
         augment=str(recipe["augment"]),
         bn_batches=int(pretrain_recipe["bn_batches"]),
     )
@@ -94,17 +96,13 @@ def run_ensemble_chains(
     results = run_chains(
         model,
         pretrained,
-        data.x_train,
-        data.y_train,
-        data.x_test,
-        data.y_test,
+        (data.x_train, data.y_train, data.x_test, data.y_test),
+        fine_tuning(recipe, pretrain_recipe, chain_ft_lr(recipe, calibration_path)),
         seed=seed,
         chains=chains,
-        stages=int(recipe["stages"]),
-        ft_lr=chain_ft_lr(recipe, calibration_path),
-        **fine_tuning(recipe, pretrain_recipe, eval_batch_size),
+        eval_batch_size=eval_batch_size,
         batched=batched,
-        resume=resume,
+        checkpointer=resume,
     )
     compute_s = time.perf_counter() - start
     forward_s = timed_forward_pass(

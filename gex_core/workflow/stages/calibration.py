@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from typing import Any
 
-from gex_core.calibration import calibrate_ft_lr
-from gex_core.io import save_figure, write_json
-from gex_core.plots import calibration_curve
-from gex_core.stages.ensemble import fine_tuning, load_pretrained_run
+from gex_core.evaluation.figures import calibration_curve
+from gex_core.influence.calibration import calibrate_ft_lr
+from gex_core.workflow.io import save_figure, write_json
+from gex_core.workflow.stages.ensemble import fine_tuning, load_pretrained_run
 
 
 def run_calibration(
@@ -41,7 +42,9 @@ def run_calibration(
         tolerance=float(recipe["calibration"]["tolerance"]),
         refine=int(recipe["calibration"]["refine"]),
         seed=seed,
-        **fine_tuning(recipe, pretrain_recipe, eval_batch_size),
+        # each pilot runs one stage at its own rate
+        recipe=fine_tuning(recipe, pretrain_recipe, ft_lr=math.nan),
+        eval_batch_size=eval_batch_size,
     )
     if not record["valid"]:
         print(

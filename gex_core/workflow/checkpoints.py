@@ -10,7 +10,7 @@ import numpy as np
 from flax import serialization
 from flax.traverse_util import flatten_dict
 
-from gex_core.io import write_bytes
+from gex_core.workflow.io import write_bytes
 
 Params = Any
 
@@ -42,7 +42,7 @@ def _shapes(state: dict) -> dict[str, tuple[int, ...]]:
 
 def _origin(path: str | os.PathLike) -> str:
     """Which model wrote the file, from the provenance record beside it, if any."""
-    from gex_core.provenance import read_provenance
+    from gex_core.workflow.provenance import read_provenance
 
     record = read_provenance(path) or {}
     model = (record.get("params") or {}).get("model")

@@ -84,8 +84,8 @@ def resolve_config(config: MutableMapping) -> None:
     augmentation, ensemble.augment pretrain -> pretrain.augment, noise.pairs null ->
     the data set's usual pairs. Raises ConfigError
     naming the key."""
-    from gex_core.catalog import resolve_augmentation
-    from gex_core.data import DEFAULT_PAIRS, HUMAN_LABEL_DATASETS
+    from gex_core.data.catalog import resolve_augmentation
+    from gex_core.data.noise import DEFAULT_PAIRS, HUMAN_LABEL_DATASETS
 
     problems = []
     dataset = config["dataset"]

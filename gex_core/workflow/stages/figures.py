@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gex_core.data import read_dataset
-from gex_core.influence.scores import load_query_indices, load_scores
-from gex_core.io import read_npz, save_figure
-from gex_core.plots import influence_examples, score_gallery
+from gex_core.evaluation.figures import influence_examples, score_gallery
+from gex_core.workflow.artifacts import load_query_indices, load_scores, read_dataset
+from gex_core.workflow.io import read_npz, save_figure
 
 
 def top_indices(values: np.ndarray, count: int) -> np.ndarray:

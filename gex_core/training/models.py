@@ -6,7 +6,7 @@ running statistics travel with the parameters in every checkpoint and every func
 but nothing differentiates or decays them. `apply` (evaluation: running statistics)
 stops their gradient, so every gradient over the variables is exactly zero there;
 `l2_penalty` skips them; optimisation steps use `train_apply` (batch statistics) and
-never change them. Only `gex_core.train.recompute_bn` writes them, as the research
+never change them. Only `gex_core.training.fit.recompute_bn` writes them, as the research
 code's `update_bn` does.
 """
 
@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gex_core.catalog import MODELS
+from gex_core.data.catalog import MODELS
 
 Params = Any
 BATCH_STATS = "batch_stats"

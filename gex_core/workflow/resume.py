@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gex_core.io import write_json
+from gex_core.workflow.io import write_json
 
 RESUME_ROOT = "resume"
 DEFAULT_EVERY_S = 60.0
@@ -74,7 +74,7 @@ class Resume:
         is, and any Python numbers it needs) atomically."""
         if self.folder is None:
             return
-        from gex_core.checkpoint import save_params  # JAX: only jobs that save
+        from gex_core.workflow.checkpoints import save_params
 
         # arrays first, under a new name, then the json naming them: a kill at any
         # moment leaves the last complete pair
@@ -110,7 +110,7 @@ class Resume:
         import jax
         import numpy as np
 
-        from gex_core.checkpoint import load_params
+        from gex_core.workflow.checkpoints import load_params
 
         try:
             meta = json.loads((self.folder / "state.json").read_text())

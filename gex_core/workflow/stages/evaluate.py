@@ -10,10 +10,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from gex_core.influence.scores import load_scores
-from gex_core.io import read_npz, save_figure, write_json, write_table
-from gex_core.metrics import detection_metrics
-from gex_core.plots import detection_bars, detection_curves, score_histograms
+from gex_core.evaluation.figures import (
+    detection_bars,
+    detection_curves,
+    score_histograms,
+)
+from gex_core.evaluation.metrics import detection_metrics
+from gex_core.workflow.artifacts import load_scores
+from gex_core.workflow.io import read_npz, save_figure, write_json, write_table
 
 
 def run_detection(
@@ -156,7 +160,7 @@ def with_shard_benchmarks(
 ) -> dict[str, dict[str, list[str]]]:
     """benchmarks plus rule "influence_shard": {method: [benchmark file of each shard
     job]}, read from the "shards" list of each merged timing.json."""
-    from gex_core.paths import benchmark_file
+    from gex_core.workflow.paths import benchmark_file
 
     shards: dict[str, list[str]] = {}
     for method, files in timing.items():

@@ -1,0 +1,1 @@
+"""Data sets in memory, readers of the files users have, label noise."""

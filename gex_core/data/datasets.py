@@ -1,0 +1,52 @@
+"""Data sets in memory: the fixed train/test split and the bundled digits.
+
+Labels are int32 (N,). Images are (N, H, W, C): digits and user float data as float32
+as given (digits: pixels / 16, in [0, 1]); 8-bit images (MNIST, CIFAR, SVHN, uint8 npz)
+are stored as uint8 and normalised when read, as the research code: (x / 255 - 0.5) /
+0.25, in [-2, 2].
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "npz")
+
+
+class Dataset(NamedTuple):
+    """A fixed-order train/test split. x: (N, H, W, C) float32, y: (N,) int32."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's bundled 8x8 digits: 1,437 train / 360 test, stratified, fixed.
+
+    Pixels (0..16) are divided by 16. The split is `train_test_split(test_size=0.2,
+    stratify=y, random_state=0)` for every seed: seeds change noise, initialisation and
+    data order, never the split.
+    """
+    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[..., None]
+    y = bunch.target.astype(np.int32)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=0.2, stratify=y, random_state=0
+    )
+    return Dataset(x_tr, y_tr, x_te, y_te, num_classes=10)
+
+
+def normalise_images(x: np.ndarray) -> np.ndarray:
+    """uint8 images -> float32 (x / 255 - 0.5) / 0.25, as the research code; float
+    images unchanged."""
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) / 255.0 - 0.5) / 0.25
+    return x

@@ -1,0 +1,1 @@
+"""Metrics, relabel targets, prune orders and figures: arrays in, arrays or figures out."""

@@ -1,0 +1,1 @@
+"""Models, per-sample losses, batching, augmentation and the one fit loop."""
