@@ -47,7 +47,7 @@ def run_grouping(workdir: Path, per_job: int | None, batched: bool) -> dict:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     validate_config(config, ROOT / "schemas" / "config.schema.yaml")
     seeds = config["seeds"]
-    targets = [f"{paths.influence_dir(config, 'gex', s)}/scores.npz" for s in seeds]
+    targets = paths.per_method(config, "scores", ["gex"])
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
     command += ["--directory", str(workdir), "--cores", "1", *targets]
     subprocess.run(command, check=True, capture_output=True)

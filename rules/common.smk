@@ -1,4 +1,5 @@
 # Helpers shared by the rules: config checks, path segments, targets, fingerprints.
+import re
 from pathlib import Path
 
 from gex_core.workflow import paths
@@ -10,21 +11,15 @@ from gex_core.workflow.jobenv import local_gpu_count
 from gex_core.workflow.shards import num_shards
 
 WORKFLOW_DIR = Path(workflow.basedir)
-DATASET = paths.dataset_segment(config)
-NOISE = paths.noise_segment(config["noise"])
-TRAIN = paths.train_segment(config["pretrain"], config["model"])
-ENSEMBLE = paths.ensemble_segment(config)
+# What the config gives each wildcard: a target path naming other knobs has no rule
+CONFIGURED = paths.config_wildcards(config)
 CHAIN_RECIPE = chain_recipe(config["ensemble"])
 METHOD_HPARAMS = {
     name: paths.method_segment(name, config) for name in paths.scored_methods(config)
 }
 # Per-method cost inputs: each scoring job's timing, and the chains gex is built on.
 TIMING = {
-    method: [
-        f"{paths.influence_dir(config, method, seed)}/timing.json"
-        for seed in config["seeds"]
-    ]
-    for method in config["methods"]
+    method: paths.per_method(config, "timing", [method]) for method in config["methods"]
 }
 CHAINS = {
     method: [f for seed in config["seeds"] for f in paths.chain_files(config, seed)]
@@ -59,7 +54,7 @@ def human_label_files(wildcards):
     return [str(Path(config["data_dir"]) / config["noise"]["label_file"])]
 
 
-if not Path(f"results/{DATASET}/data.npz").exists():
+if not Path(paths.result(config, "data")).exists():
     data_files(None)
 for _path in human_label_files(None):
     if not Path(_path).exists():
@@ -69,21 +64,26 @@ for _path in human_label_files(None):
         )
 
 
+def exactly(*values):
+    """A wildcard pattern matching exactly these values (none: one that never does)."""
+    return "|".join(re.escape(str(v)) for v in values) if values else "(?!x)x"
+
+
 wildcard_constraints:
-    dataset=r"[a-z0-9_]+|npz-[A-Za-z0-9_.-]+",
-    noise=r"(sym|asym)[0-9.e-]+(-[0-9to_]+)?|human-[a-z0-9_]+",
-    model=r"[a-z0-9_]+",
-    train=r"[^/]+",
+    dataset=exactly(CONFIGURED["dataset"]),
+    noise=exactly(CONFIGURED["noise"]),
+    model=exactly(CONFIGURED["model"]),
+    train=exactly(CONFIGURED["train"]),
+    ensemble=exactly(CONFIGURED["ensemble"]),
     seed=r"\d+",
-    ensemble=r"[^/]+",
     first=r"\d+",
     last=r"\d+",
-    method=r"[a-z0-9_]+",
-    hparams=r"[^/]+",
+    method=exactly(*METHOD_HPARAMS),
+    hparams=exactly(*METHOD_HPARAMS.values()),
     mode=r"hard|soft",
     order=r"lowest|highest",
     fraction=r"0\.[0-9]+",
-    setting=r"oracle|predicted",
+    setting=exactly(*paths.RELABEL_BASELINES),
 
 
 _FINGERPRINTS = {}
@@ -103,46 +103,32 @@ def method_code(wildcards):
     return code("influence.py", get_method(wildcards.method).module)
 
 
-def expect(wildcards, **segments):
-    """Refuse a target whose path names other knobs than the config holds.
-
-    Paths are built from the config; asking for a path with other values (by hand on
-    the command line) would silently compute it with the config's values instead.
-    """
-    configured = {
-        "dataset": DATASET,
-        "noise": NOISE,
-        "model": config["model"],
-        "train": TRAIN,
-        **segments,
-    }
-    for name, value in configured.items():
-        if name in wildcards.keys() and wildcards[name] != value:
-            raise ValueError(
-                f"target path has {name}={wildcards[name]!r} but the config gives "
-                f"{value!r}; change config.yaml (or use --config) instead of the path"
-            )
-    return True
+def method_hparams(wildcards):
+    """Refuse a method's folder named by another method's knobs (each wildcard alone
+    is pinned to the config by wildcard_constraints; their pairing is checked here)."""
+    if wildcards.hparams != METHOD_HPARAMS[wildcards.method]:
+        raise ValueError(
+            f"{wildcards.method}/{wildcards.hparams}: the config names this method's "
+            f"folder {METHOD_HPARAMS[wildcards.method]}; change config.yaml (or use "
+            "--config) instead of the path"
+        )
+    return wildcards.hparams
 
 
-def labels_file(wildcards):
-    return f"results/{wildcards.dataset}/noise-{wildcards.noise}/labels/seed{wildcards.seed}.npz"
+def result(name, **values):
+    """Input function: result file `name` of the job's run (its wildcards)."""
+
+    def file(wildcards):
+        return paths.path(name, **{**CONFIGURED, **wildcards, **values})
+
+    return file
 
 
 def calibration_input(wildcards):
     """The chains' calibration record when ensemble.ft_lr is auto (else nothing)."""
     if config["ensemble"]["ft_lr"] != "auto":
         return []
-    return paths.CALIBRATION.format(**wildcards)
-
-
-def pretrained(name):
-    """Input function: a file of the run's pretraining stage."""
-
-    def pretrain_file(wildcards):
-        return f"{paths.PRETRAIN.format(**wildcards)}/{name}"
-
-    return pretrain_file
+    return result("calibration")(wildcards)
 
 
 def chain_files(wildcards):
@@ -154,15 +140,7 @@ def chain_files(wildcards):
 def detection_files(wildcards):
     if not paths.has_noise(config):
         return []
-    return [
-        f"{paths.influence_dir(config, method, seed)}/detection.json"
-        for method in config["methods"]
-        for seed in config["seeds"]
-    ]
-
-
-def scores_file(wildcards):
-    return f"{paths.INFLUENCE.format(**wildcards)}/scores.npz"
+    return paths.per_method(config, "detection", config["methods"])
 
 
 # Sharded scoring (shard_size): which methods, and how many shards.
@@ -170,18 +148,12 @@ SHARDED = paths.sharded_methods(config)
 UNSHARDED = [m for m in METHOD_HPARAMS if m not in SHARDED]
 
 
-def any_of(names):
-    """A wildcard pattern matching exactly these names (none: a pattern that never
-    matches), so each method's scores.npz has exactly one producing rule."""
-    return "|".join(names) if names else "(?!x)x"
-
-
 def training_set_size():
     """N of the stored split, or of the data set's files before the split is stored
     (read once, when the workflow is parsed: shard jobs are planned up front, so dry
     runs and --until see them). A split stored from other files is caught by the
     shard jobs and the merge, which check their rows against the data they read."""
-    stored = Path(f"results/{DATASET}/data.npz")
+    stored = Path(paths.result(config, "data"))
     if stored.exists():
         return stored_train_size(str(stored))
     from gex_core.data.load import load_dataset
@@ -193,11 +165,13 @@ def training_set_size():
 NUM_SHARDS = num_shards(training_set_size(), config["shard_size"]) if SHARDED else 0
 
 
-def shard_outputs(ext):
-    """Input function: the shard files of one method."""
+def shard_outputs(name):
+    """Input function: one method's shard files (name: shard_scores, shard_timing)."""
 
     def files(wildcards):
-        folder = paths.INFLUENCE.format(**wildcards)
-        return paths.shard_files(folder, config["shard_size"], NUM_SHARDS, ext)
+        return [
+            result(name, size=config["shard_size"], shard=shard)(wildcards)
+            for shard in range(NUM_SHARDS)
+        ]
 
     return files

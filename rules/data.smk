@@ -6,16 +6,15 @@ rule dataset:
     input:
         data_files,
     output:
-        data="results/{dataset}/data.npz",
+        data=paths.pattern("data"),
     log:
-        "logs/{dataset}/data.log",
+        paths.log("data"),
     benchmark:
-        "benchmarks/out/{dataset}/data.npz.tsv"
+        paths.benchmark("data")
     conda:
         "../envs/gex.yaml"
     threads: 1
     params:
-        check=lambda wc: expect(wc),
         dataset=config["dataset"],
         data_dir=config["data_dir"],
         data_file=config["data_file"],
@@ -26,22 +25,21 @@ rule dataset:
 
 rule labels:
     input:
-        data="results/{dataset}/data.npz",
+        data=paths.pattern("data"),
         human=human_label_files,
     output:
-        labels="results/{dataset}/noise-{noise}/labels/seed{seed}.npz",
-        summary="results/{dataset}/noise-{noise}/labels/seed{seed}.json",
+        labels=paths.pattern("labels"),
+        summary=paths.pattern("labels_summary"),
     log:
-        "logs/{dataset}/noise-{noise}/labels/seed{seed}.log",
+        paths.log("labels"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/labels/seed{seed}.npz.tsv"
+        paths.benchmark("labels")
     # under a second of NumPy: not worth a cluster job
     localrule: True
     conda:
         "../envs/gex.yaml"
     threads: 1
     params:
-        check=lambda wc: expect(wc),
         noise=config["noise"],
         data_dir=config["data_dir"],
         code=code("make_labels.py"),

@@ -3,23 +3,22 @@
 
 rule calibrate:
     input:
-        data="results/{dataset}/data.npz",
-        labels=labels_file,
-        model=pretrained("model.msgpack"),
+        data=paths.pattern("data"),
+        labels=paths.pattern("labels"),
+        model=paths.pattern("model"),
     output:
-        record="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/calibration.json",
-        plot="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/calibration.png",
+        record=paths.pattern("calibration"),
+        plot=paths.pattern("calibration_plot"),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/calibration.log",
+        paths.log("calibration"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/calibration.json.tsv"
+        paths.benchmark("calibration")
     conda:
         "../envs/gex.yaml"
     threads: 1
     resources:
         gpu=GPU,
     params:
-        check=lambda wc: expect(wc, ensemble=ENSEMBLE),
         model=config["model"],
         recipe=CHAIN_RECIPE,
         pretrain_recipe=config["pretrain"],
@@ -31,25 +30,24 @@ rule calibrate:
 
 rule ensemble_chains:
     input:
-        data="results/{dataset}/data.npz",
-        labels=labels_file,
-        model=pretrained("model.msgpack"),
+        data=paths.pattern("data"),
+        labels=paths.pattern("labels"),
+        model=paths.pattern("model"),
         calibration=calibration_input,
     output:
-        losses="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chains{first}-{last}.npz",
-        members="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chains{first}-{last}.msgpack",
+        losses=paths.pattern("chain_losses"),
+        members=paths.pattern("chain_members"),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chains{first}-{last}.log",
+        paths.log("chain_losses"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/ensemble/{ensemble}/chains{first}-{last}.npz.tsv"
+        paths.benchmark("chain_losses")
     conda:
         "../envs/gex.yaml"
     threads: 1
     resources:
         gpu=GPU,
     params:
-        check=lambda wc: expect(wc, ensemble=ENSEMBLE)
-        and bool(paths.chain_range(wc.first, wc.last)),
+        chains=lambda wc: list(paths.chain_range(wc.first, wc.last)),
         model=config["model"],
         recipe=CHAIN_RECIPE,
         pretrain_recipe=config["pretrain"],

@@ -3,28 +3,28 @@
 
 rule detect:
     input:
-        scores="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz",
-        labels=labels_file,
+        scores=paths.pattern("scores"),
+        labels=paths.pattern("labels"),
     output:
-        metrics="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/detection.json",
+        metrics=paths.pattern("detection"),
         histogram=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/histogram.png",
+            paths.pattern("histogram"),
             caption="../report/histogram.rst",
             category="Detection per seed",
             subcategory="{method}",
             labels={"method": "{method}", "seed": "{seed}", "figure": "histogram"},
         ),
         curves=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/curves.png",
+            paths.pattern("curves"),
             caption="../report/curves.rst",
             category="Detection per seed",
             subcategory="{method}",
             labels={"method": "{method}", "seed": "{seed}", "figure": "ROC and PR"},
         ),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.detect.log",
+        paths.log("detection"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/detection.json.tsv"
+        paths.benchmark("detection")
     # metrics and two small plots in seconds: a cluster job would mostly wait
     localrule: True
     conda:
@@ -41,22 +41,21 @@ rule summarize_detection:
         metrics=detection_files,
     output:
         table=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/summary/detection.tsv",
+            paths.pattern("detection_table"),
             caption="../report/detection_table.rst",
             category="Detection",
         ),
         plot=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/summary/detection.png",
+            paths.pattern("detection_plot"),
             caption="../report/detection.rst",
             category="Detection",
         ),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/summary/detection.log",
+        paths.log("detection_table"),
     localrule: True
     conda:
         "../envs/gex.yaml"
     params:
-        check=lambda wc: expect(wc),
         methods=[m for m in config["methods"] for _ in config["seeds"]],
         seeds=[s for _ in config["methods"] for s in config["seeds"]],
         code=code("summarize_detection.py"),
@@ -74,22 +73,21 @@ rule cost_table:
         + paths.relabel_baseline_files(config),
     output:
         methods=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/summary/cost.tsv",
+            paths.pattern("cost_table"),
             caption="../report/cost.rst",
             category="Cost",
         ),
         rules=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/summary/rule_cost.tsv",
+            paths.pattern("rule_cost_table"),
             caption="../report/rule_cost.rst",
             category="Cost",
         ),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/summary/cost.log",
+        paths.log("cost_table"),
     localrule: True
     conda:
         "../envs/gex.yaml"
     params:
-        check=lambda wc: expect(wc),
         benchmarks=paths.benchmark_files(config),
         timing=TIMING,
         chains=CHAINS,
@@ -102,25 +100,24 @@ rule summarize_relabel:
     input:
         relabel=lambda wc: paths.relabel_files(config),
         baselines=lambda wc: paths.relabel_baseline_files(config),
-        histories=lambda wc: paths.history_files(config),
+        histories=lambda wc: paths.per_seed(config, "history"),
     output:
         table=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/summary/relabel.tsv",
+            paths.pattern("relabel_table"),
             caption="../report/relabel_table.rst",
             category="Relabel",
         ),
         plot=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/summary/relabel.png",
+            paths.pattern("relabel_plot"),
             caption="../report/relabel.rst",
             category="Relabel",
         ),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/summary/relabel.log",
+        paths.log("relabel_table"),
     localrule: True
     conda:
         "../envs/gex.yaml"
     params:
-        check=lambda wc: expect(wc),
         code=code("summarize_relabel.py"),
     script:
         "../workflow_scripts/summarize_relabel.py"
@@ -129,25 +126,24 @@ rule summarize_relabel:
 rule summarize_prune:
     input:
         prune=lambda wc: paths.prune_files(config),
-        histories=lambda wc: paths.history_files(config),
+        histories=lambda wc: paths.per_seed(config, "history"),
     output:
         table=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/summary/prune.tsv",
+            paths.pattern("prune_table"),
             caption="../report/prune_table.rst",
             category="Pruning",
         ),
         plot=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/summary/prune.png",
+            paths.pattern("prune_plot"),
             caption="../report/prune.rst",
             category="Pruning",
         ),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/summary/prune.log",
+        paths.log("prune_table"),
     localrule: True
     conda:
         "../envs/gex.yaml"
     params:
-        check=lambda wc: expect(wc),
         code=code("summarize_prune.py"),
     script:
         "../workflow_scripts/summarize_prune.py"
@@ -155,29 +151,24 @@ rule summarize_prune:
 
 rule rank_agreement:
     input:
-        scores=lambda wc: [
-            f"{paths.influence_dir(config, m, s)}/scores.npz"
-            for m in config["methods"]
-            for s in config["seeds"]
-        ],
+        scores=lambda wc: paths.per_method(config, "scores", config["methods"]),
     output:
         table=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/summary/rank_agreement.tsv",
+            paths.pattern("rank_agreement_table"),
             caption="../report/rank_agreement_table.rst",
             category="Method agreement",
         ),
         plot=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/summary/rank_agreement.png",
+            paths.pattern("rank_agreement_plot"),
             caption="../report/rank_agreement.rst",
             category="Method agreement",
         ),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/summary/rank_agreement.log",
+        paths.log("rank_agreement_table"),
     localrule: True
     conda:
         "../envs/gex.yaml"
     params:
-        check=lambda wc: expect(wc),
         methods=[m for m in config["methods"] for _ in config["seeds"]],
         seeds=[s for _ in config["methods"] for s in config["seeds"]],
         code=code("rank_agreement.py"),

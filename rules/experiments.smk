@@ -1,30 +1,32 @@
 # What the scores are for: relabel the flagged samples, prune the training set; each
 # retrains from scratch with the pretraining recipe. Plus per-method figures.
 
+RETRAINING_PARAMS = dict(
+    model=config["model"],
+    recipe=config["pretrain"],
+    eval_batch_size=config["eval_batch_size"],
+)
+
 
 rule relabel:
     input:
-        data="results/{dataset}/data.npz",
-        labels=labels_file,
-        model=pretrained("model.msgpack"),
-        scores=scores_file,
+        data=paths.pattern("data"),
+        labels=paths.pattern("labels"),
+        model=paths.pattern("model"),
+        scores=paths.pattern("scores"),
     output:
-        result="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/relabel-{mode}.json",
+        result=paths.pattern("relabel"),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.relabel-{mode}.log",
+        paths.log("relabel"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/relabel-{mode}.json.tsv"
+        paths.benchmark("relabel")
     conda:
         "../envs/gex.yaml"
     threads: 1
     resources:
         gpu=GPU,
     params:
-        check=lambda wc: expect(wc, hparams=METHOD_HPARAMS.get(wc.method)),
-        model=config["model"],
-        recipe=config["pretrain"],
-        pretrain_dir=lambda wc: paths.PRETRAIN.format(**wc),
-        eval_batch_size=config["eval_batch_size"],
+        **RETRAINING_PARAMS,
         code=code("relabel.py"),
     script:
         "../workflow_scripts/relabel.py"
@@ -32,26 +34,22 @@ rule relabel:
 
 rule relabel_baseline:
     input:
-        data="results/{dataset}/data.npz",
-        labels=labels_file,
-        model=pretrained("model.msgpack"),
+        data=paths.pattern("data"),
+        labels=paths.pattern("labels"),
+        model=paths.pattern("model"),
     output:
-        result="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/relabel/{setting}.json",
+        result=paths.pattern("relabel_baseline"),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/relabel/{setting}.log",
+        paths.log("relabel_baseline"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/relabel/{setting}.json.tsv"
+        paths.benchmark("relabel_baseline")
     conda:
         "../envs/gex.yaml"
     threads: 1
     resources:
         gpu=GPU,
     params:
-        check=lambda wc: expect(wc),
-        model=config["model"],
-        recipe=config["pretrain"],
-        pretrain_dir=lambda wc: paths.PRETRAIN.format(**wc),
-        eval_batch_size=config["eval_batch_size"],
+        **RETRAINING_PARAMS,
         code=code("relabel_baseline.py"),
     script:
         "../workflow_scripts/relabel_baseline.py"
@@ -59,27 +57,23 @@ rule relabel_baseline:
 
 rule prune:
     input:
-        data="results/{dataset}/data.npz",
-        labels=labels_file,
-        model=pretrained("model.msgpack"),
-        scores=scores_file,
+        data=paths.pattern("data"),
+        labels=paths.pattern("labels"),
+        model=paths.pattern("model"),
+        scores=paths.pattern("scores"),
     output:
-        result="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/prune-{order}-f{fraction}.json",
+        result=paths.pattern("prune"),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.prune-{order}-f{fraction}.log",
+        paths.log("prune"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/prune-{order}-f{fraction}.json.tsv"
+        paths.benchmark("prune")
     conda:
         "../envs/gex.yaml"
     threads: 1
     resources:
         gpu=GPU,
     params:
-        check=lambda wc: expect(wc, hparams=METHOD_HPARAMS.get(wc.method)),
-        model=config["model"],
-        recipe=config["pretrain"],
-        pretrain_dir=lambda wc: paths.PRETRAIN.format(**wc),
-        eval_batch_size=config["eval_batch_size"],
+        **RETRAINING_PARAMS,
         code=code("prune.py"),
     script:
         "../workflow_scripts/prune.py"
@@ -87,19 +81,19 @@ rule prune:
 
 rule gallery:
     input:
-        data="results/{dataset}/data.npz",
-        labels=labels_file,
-        scores=scores_file,
+        data=paths.pattern("data"),
+        labels=paths.pattern("labels"),
+        scores=paths.pattern("scores"),
     output:
         figure=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/gallery.png",
+            paths.pattern("gallery"),
             caption="../report/gallery.rst",
             category="Flagged samples",
             subcategory="{method}",
             labels={"method": "{method}", "seed": "{seed}", "figure": "gallery"},
         ),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.gallery.log",
+        paths.log("gallery"),
     localrule: True
     conda:
         "../envs/gex.yaml"
@@ -112,19 +106,19 @@ rule gallery:
 
 rule examples:
     input:
-        data="results/{dataset}/data.npz",
-        labels=labels_file,
-        scores=scores_file,
+        data=paths.pattern("data"),
+        labels=paths.pattern("labels"),
+        scores=paths.pattern("scores"),
     output:
         figure=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/examples.png",
+            paths.pattern("examples"),
             caption="../report/examples.rst",
             category="Train x test influence",
             subcategory="{method}",
             labels={"method": "{method}", "seed": "{seed}", "figure": "examples"},
         ),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.examples.log",
+        paths.log("examples"),
     localrule: True
     conda:
         "../envs/gex.yaml"

@@ -2,64 +2,63 @@
 # With shard_size set, shardable methods score row ranges in parallel jobs instead
 # (influence_shard) and influence_gather merges them into the same scores.npz.
 
+SCORING_INPUTS = dict(
+    data=paths.pattern("data"),
+    labels=paths.pattern("labels"),
+    model=paths.pattern("model"),
+    trajectory=paths.pattern("trajectory"),
+    record=paths.pattern("record"),
+    losses=paths.pattern("pretrained_losses"),
+    history=paths.pattern("history"),
+    chains=chain_files,
+)
+SCORING_PARAMS = dict(
+    hparams=method_hparams,
+    model=config["model"],
+    recipe=config["pretrain"],
+    hp=lambda wc: get_method(wc.method).applicable(config["influence"][wc.method]),
+    eval_batch_size=config["eval_batch_size"],
+    queries=config["queries"],
+    code=method_code,
+)
+
 
 rule influence:
     input:
-        data="results/{dataset}/data.npz",
-        labels=labels_file,
-        model=pretrained("model.msgpack"),
-        trajectory=pretrained("trajectory.msgpack"),
-        record=pretrained("record.npz"),
-        losses=pretrained("losses.npz"),
-        history=pretrained("history.tsv"),
-        chains=chain_files,
+        **SCORING_INPUTS,
     output:
-        scores="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz",
-        timing="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/timing.json",
+        scores=paths.pattern("scores"),
+        timing=paths.pattern("timing"),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.log",
+        paths.log("scores"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz.tsv"
+        paths.benchmark("scores")
     wildcard_constraints:
-        method=any_of(UNSHARDED),
+        method=exactly(*UNSHARDED),
     conda:
         "../envs/gex.yaml"
     threads: 1
     resources:
         gpu=GPU,
     params:
-        check=lambda wc: expect(wc, hparams=METHOD_HPARAMS.get(wc.method)),
-        model=config["model"],
-        recipe=config["pretrain"],
-        pretrain_dir=lambda wc: paths.PRETRAIN.format(**wc),
-        hp=lambda wc: get_method(wc.method).applicable(config["influence"][wc.method]),
-        eval_batch_size=config["eval_batch_size"],
-        queries=config["queries"],
-        code=method_code,
+        **SCORING_PARAMS,
     script:
         "../workflow_scripts/influence.py"
 
 
 rule influence_shard:
     input:
-        data="results/{dataset}/data.npz",
-        labels=labels_file,
-        model=pretrained("model.msgpack"),
-        trajectory=pretrained("trajectory.msgpack"),
-        record=pretrained("record.npz"),
-        losses=pretrained("losses.npz"),
-        history=pretrained("history.tsv"),
-        chains=chain_files,
+        **SCORING_INPUTS,
     output:
-        scores="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/shards-{size}/shard{shard}.npz",
-        timing="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/shards-{size}/shard{shard}.json",
+        scores=paths.pattern("shard_scores"),
+        timing=paths.pattern("shard_timing"),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/shards-{size}/shard{shard}.log",
+        paths.log("shard_scores"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/shards-{size}/shard{shard}.npz.tsv"
+        paths.benchmark("shard_scores")
     wildcard_constraints:
-        method=any_of(SHARDED),
-        size=r"\d+",
+        method=exactly(*SHARDED),
+        size=exactly(config["shard_size"]),
         shard=r"\d+",
     conda:
         "../envs/gex.yaml"
@@ -67,41 +66,32 @@ rule influence_shard:
     resources:
         gpu=GPU,
     params:
-        check=lambda wc: expect(
-            wc, hparams=METHOD_HPARAMS.get(wc.method), size=str(config["shard_size"])
-        ),
-        model=config["model"],
-        recipe=config["pretrain"],
-        pretrain_dir=lambda wc: paths.PRETRAIN.format(**wc),
-        hp=lambda wc: get_method(wc.method).applicable(config["influence"][wc.method]),
-        eval_batch_size=config["eval_batch_size"],
-        queries=config["queries"],
-        code=method_code,
+        **SCORING_PARAMS,
     script:
         "../workflow_scripts/influence.py"
 
 
 rule influence_gather:
     input:
-        data="results/{dataset}/data.npz",
-        shards=shard_outputs("npz"),
-        timings=shard_outputs("json"),
+        data=paths.pattern("data"),
+        shards=shard_outputs("shard_scores"),
+        timings=shard_outputs("shard_timing"),
     output:
-        scores="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz",
-        timing="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/timing.json",
+        scores=paths.pattern("scores"),
+        timing=paths.pattern("timing"),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}.log",
+        paths.log("scores"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/influence/{method}/{hparams}/scores.npz.tsv"
+        paths.benchmark("scores")
     wildcard_constraints:
-        method=any_of(SHARDED),
+        method=exactly(*SHARDED),
     # merging shard files is quick: no cluster round trip
     localrule: True
     conda:
         "../envs/gex.yaml"
     threads: 1
     params:
-        check=lambda wc: expect(wc, hparams=METHOD_HPARAMS.get(wc.method)),
+        hparams=method_hparams,
         code=code("influence_gather.py"),
     script:
         "../workflow_scripts/influence_gather.py"

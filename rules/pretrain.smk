@@ -3,31 +3,30 @@
 
 rule pretrain:
     input:
-        data="results/{dataset}/data.npz",
-        labels=labels_file,
+        data=paths.pattern("data"),
+        labels=paths.pattern("labels"),
     output:
-        model="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/model.msgpack",
-        trajectory="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/trajectory.msgpack",
-        record="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/record.npz",
-        losses="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/losses.npz",
-        history="results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/history.tsv",
+        model=paths.pattern("model"),
+        trajectory=paths.pattern("trajectory"),
+        record=paths.pattern("record"),
+        losses=paths.pattern("pretrained_losses"),
+        history=paths.pattern("history"),
         curve=report(
-            "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/learning_curve.png",
+            paths.pattern("learning_curve"),
             caption="../report/learning_curve.rst",
             category="Training",
             labels={"seed": "{seed}", "figure": "learning curve"},
         ),
     log:
-        "logs/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain.log",
+        paths.log("model"),
     benchmark:
-        "benchmarks/out/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/model.msgpack.tsv"
+        paths.benchmark("model")
     conda:
         "../envs/gex.yaml"
     threads: 1
     resources:
         gpu=GPU,
     params:
-        check=lambda wc: expect(wc),
         model=config["model"],
         recipe=config["pretrain"],
         eval_batch_size=config["eval_batch_size"],

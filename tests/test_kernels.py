@@ -571,7 +571,16 @@ def method_inputs(root, queries: int) -> MethodInputs:
     return TinyRunInputs(
         data_path=str(root / "data.npz"),
         labels_path=str(root / "labels.npz"),
-        pretrain_dir=str(root / "pretrain"),
+        pretraining={
+            name: str((root / "pretrain") / file)
+            for name, file in [
+                ("model", "model.msgpack"),
+                ("trajectory", "trajectory.msgpack"),
+                ("record", "record.npz"),
+                ("losses", "losses.npz"),
+                ("history", "history.tsv"),
+            ]
+        },
         model_name="mlp",
         seed=0,
         eval_batch_size=16,

@@ -67,14 +67,43 @@ def test_segments_name_every_knob():
 
 
 def test_full_paths_of_a_run():
-    wildcards = paths.run_wildcards(CONFIG, 2)
-    assert paths.PRETRAIN.format(**wildcards) == (
+    assert paths.result(CONFIG, "model", seed=2) == (
         "results/digits/noise-sym0.1/cnn/sgd-e60-b64-lr0.05-wd0.0005-wu0.1-m0.9-T5"
-        "-augnone/seed2/pretrain"
+        "-augnone/seed2/pretrain/model.msgpack"
     )
     assert (
-        paths.LABELS.format(**wildcards) == "results/digits/noise-sym0.1/labels/seed2"
+        paths.result(CONFIG, "labels", seed=2)
+        == "results/digits/noise-sym0.1/labels/seed2.npz"
     )
+    assert paths.result(CONFIG, "scores", seed=1, method="randproj") == (
+        "results/digits/noise-sym0.1/cnn/sgd-e60-b64-lr0.05-wd0.0005-wu0.1-m0.9-T5"
+        "-augnone/seed1/influence/randproj/d20/scores.npz"
+    )
+
+
+def test_one_table_builds_every_path():
+    """Rules, logs, benchmarks and scripts take their paths from paths.FILES: a
+    folder renamed there moves every path in it, and no rule spells a path."""
+    import re
+
+    from tests.workflow_util import ROOT
+
+    rules = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
+    assert "results/" not in rules and "logs/" not in rules
+    assert "benchmarks/out" not in rules
+    produced = set(re.findall(r'paths\.pattern\("(\w+)"\)', rules))
+    assert produced == set(paths.FILES)  # every file has a rule, every rule a file
+    renamed = dict(paths.FOLDERS, pretrain="<run>/pretraining")
+    original = paths.FOLDERS
+    try:
+        paths.FOLDERS = renamed
+        assert paths.result(CONFIG, "model", seed=0).endswith(
+            "/seed0/pretraining/model.msgpack"
+        )
+        assert paths.log("model").endswith("/seed{seed}/pretraining/model.msgpack.log")
+        assert paths.benchmark("history").endswith("/pretraining/history.tsv.tsv")
+    finally:
+        paths.FOLDERS = original
 
 
 def test_noise_and_dataset_segments_of_every_kind():
@@ -85,7 +114,7 @@ def test_noise_and_dataset_segments_of_every_kind():
     assert paths.noise_segment(human) == "human-worse_label"
     user = {**CONFIG, "dataset": "npz", "data_file": "/data/my-set.v2.npz"}
     assert paths.dataset_segment(user) == "npz-my-set.v2"
-    assert paths.run_wildcards(user, 0)["dataset"] == "npz-my-set.v2"
+    assert paths.config_wildcards(user, 0)["dataset"] == "npz-my-set.v2"
 
 
 def test_values_are_formatted_canonically():
@@ -139,7 +168,9 @@ def test_chains_are_grouped_into_jobs_in_order(chains, per_job, groups):
 def test_chain_files_name_their_chains_and_not_how_many_exist():
     config = {**CONFIG, "ensemble": {**CONFIG["ensemble"], "chains_per_job": 2}}
     files = paths.chain_files(config, 0)
-    folder = paths.ensemble_dir(config, 0)
+    folder = paths.result(config, "calibration", seed=0).removesuffix(
+        "/calibration.json"
+    )
     assert files == [f"{folder}/chains0-1.npz", f"{folder}/chains2-3.npz"]
     # more chains keep the existing files: only new ones are added
     more = {**config, "ensemble": {**config["ensemble"], "chains": 6}}

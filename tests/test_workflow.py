@@ -327,7 +327,16 @@ def test_every_registered_method_runs_on_real_workflow_artifacts(smoke):
     inputs = MethodInputs(
         data_path=str(workdir / "results/digits/data.npz"),
         labels_path=str(workdir / "results/digits/noise-sym0.2/labels/seed0.npz"),
-        pretrain_dir=str(run / "pretrain"),
+        pretraining={
+            name: str((run / "pretrain") / file)
+            for name, file in [
+                ("model", "model.msgpack"),
+                ("trajectory", "trajectory.msgpack"),
+                ("record", "record.npz"),
+                ("losses", "losses.npz"),
+                ("history", "history.tsv"),
+            ]
+        },
         model_name="mlp",
         seed=0,
         eval_batch_size=512,

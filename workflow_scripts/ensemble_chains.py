@@ -5,7 +5,6 @@ from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake)
 
-from gex_core.workflow.paths import chain_range  # noqa: E402
 from gex_core.workflow.stages.ensemble import run_ensemble_chains  # noqa: E402
 
 run_ensemble_chains(
@@ -14,7 +13,7 @@ run_ensemble_chains(
     labels_path=snakemake.input.labels,
     model_path=snakemake.input.model,
     seed=int(snakemake.wildcards.seed),
-    chains=chain_range(snakemake.wildcards.first, snakemake.wildcards.last),
+    chains=snakemake.params.chains,
     recipe=snakemake.params.recipe,
     pretrain_recipe=snakemake.params.pretrain_recipe,
     eval_batch_size=snakemake.params.eval_batch_size,

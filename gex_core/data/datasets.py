@@ -50,3 +50,19 @@ def normalise_images(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.uint8:
         return (x.astype(np.float32) / 255.0 - 0.5) / 0.25
     return x
+
+
+def heldout_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept rows, held-out rows), int64, each sorted: a stratified random `fraction`
+    of the rows held out, the same for the same labels, fraction and seed."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the held-out fraction must lie in (0, 1), got {fraction}")
+    rows = np.arange(np.shape(labels)[0])
+    kept, held = train_test_split(
+        rows, test_size=fraction, stratify=labels, random_state=seed
+    )
+    return np.sort(kept), np.sort(held)

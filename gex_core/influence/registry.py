@@ -10,12 +10,18 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     """name: registry key and path component.
-    needs: upstream artifacts besides labels and the pretrained model ("ensemble").
+    needs: what compute reads besides the model, its parameters and the data:
+        "ensemble" (members' losses), "trajectory" (checkpoints along training),
+        "record" (pretraining's per-sample record), "retraining" (it trains fresh
+        models: the model's init and the training recipe).
+    defaults: every knob with its default value (schemas/config.schema.yaml gives the
+        same defaults to the workflow; a test checks they agree).
     hparams: config key -> short path label, in path order (values from
         config["influence"][name]); knobs listed in `unpathed` reach the job but not the
         path because they change how, not what, is computed.
@@ -34,6 +40,7 @@ class MethodSpec:
     name: str
     compute: str
     summary: str
+    defaults: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, str] = field(default_factory=dict)
     unpathed: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
@@ -66,6 +73,7 @@ METHODS: dict[str, MethodSpec] = {
     for spec in [
         MethodSpec(
             name="gex",
+            defaults={"reference": "pretrained", "tau": 0.05},
             kernel=True,
             shardable=True,
             compute="gex_core.influence.gex:compute",
@@ -76,6 +84,14 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="la_kfac",
+            defaults={
+                "alpha": 0.0001,
+                "batch_size": 64,
+                "members": 8,
+                "num_batches": 16,
+                "sigma": 0.0001,
+                "tau": 0.0,
+            },
             kernel=True,
             shardable=True,
             compute="gex_core.influence.la_kfac:compute",
@@ -91,6 +107,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="randproj",
+            defaults={"dim": 20, "strategy": "vjp"},
             kernel=True,
             shardable=True,
             compute="gex_core.influence.randproj:compute",
@@ -100,6 +117,8 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="tracin",
+            needs=("trajectory",),
+            defaults={"lr_weights": False},
             kernel=True,
             shardable=True,
             compute="gex_core.influence.tracin:compute",
@@ -108,6 +127,8 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="tracinrp",
+            needs=("trajectory",),
+            defaults={"dim": 20, "lr_weights": False, "strategy": "vjp"},
             kernel=True,
             shardable=True,
             compute="gex_core.influence.tracinrp:compute",
@@ -117,6 +138,13 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="arnoldi",
+            defaults={
+                "batch_size": 128,
+                "iterations": 50,
+                "num_batches": 4,
+                "strategy": "vjp",
+                "top_k": 20,
+            },
             kernel=True,
             shardable=True,
             compute="gex_core.influence.arnoldi:compute",
@@ -131,6 +159,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="exact",
+            defaults={"damping": None, "max_params": 5000},
             kernel=True,
             compute="gex_core.influence.exact:compute",
             summary="Explicit damped inverse Hessian (ground truth; small models only)",
@@ -139,6 +168,14 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="lissa",
+            defaults={
+                "batch_size": 128,
+                "block_size": 32,
+                "damping": None,
+                "iterations": 100,
+                "num_batches": 1,
+                "scale": None,
+            },
             kernel=True,
             shardable=True,
             compute="gex_core.influence.lissa:compute",
@@ -154,29 +191,38 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="el2n",
+            needs=("retraining",),
+            defaults={"epochs": 10, "repeats": 5},
             compute="gex_core.influence.el2n:compute",
             summary="EL2N: mean ||softmax - onehot|| of R briefly trained fresh models",
             hparams={"repeats": "r", "epochs": "e"},
         ),
         MethodSpec(
             name="forgetting",
+            needs=("record",),
+            defaults={},
             compute="gex_core.influence.forgetting:compute",
             summary="Forgetting events during pretraining; never-learned samples first",
         ),
         MethodSpec(
             name="cl",
+            needs=("retraining",),
+            defaults={"folds": 2},
             compute="gex_core.influence.cl:compute",
             summary="Confident learning: 1 - p(noisy label), F-fold cross-fitted",
             hparams={"folds": "f"},
         ),
         MethodSpec(
             name="knn",
+            needs=("trajectory",),
+            defaults={"k": 0},
             compute="gex_core.influence.knn:compute",
             summary="Logit-space kNN label disagreement (self excluded), over the trajectory",
             hparams={"k": "k"},
         ),
         MethodSpec(
             name="random",
+            defaults={},
             compute="gex_core.influence.random_scores:compute",
             summary="Random N(0, 1) scores (the chance baseline)",
         ),

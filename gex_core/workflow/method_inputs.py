@@ -33,8 +33,8 @@ class MethodInputs(Problem):
     """Lazily loaded artifacts of one (data, noise, model, pretraining, seed) run.
 
     data_path: the split (data.npz); labels_path: labels.npz (noisy, clean, mask);
-    pretrain_dir: the pretraining stage's folder (model.msgpack, trajectory.msgpack,
-    record.npz, losses.npz, history.tsv); chain_paths: ensemble chain .npz files (member
+    pretraining: the pretraining stage's files by name (model, trajectory, record,
+    losses, history; a method reading a file not given fails naming it); chain_paths: ensemble chain .npz files (member
     losses), in chain order; recipe: the pretraining config (epochs, batch_size, lr,
     weight_decay, warmup_ratio, momentum, num_checkpoints), for methods that retrain;
     resume: the job's in-progress store (`gex_core.workflow.resume`) for a method's long loop.
@@ -47,7 +47,7 @@ class MethodInputs(Problem):
         *,
         data_path: str,
         labels_path: str,
-        pretrain_dir: str,
+        pretraining: Mapping[str, str],
         model_name: str,
         seed: int,
         eval_batch_size: int,
@@ -65,7 +65,7 @@ class MethodInputs(Problem):
             )
         self.data_path = data_path
         self.labels_path = labels_path
-        self.pretrain_dir = pretrain_dir
+        self.pretraining = dict(pretraining)
         self.model_name = model_name
         self.seed = seed
         self.eval_batch_size = eval_batch_size
@@ -75,6 +75,16 @@ class MethodInputs(Problem):
         self.shard = None if shard is None else (int(shard[0]), int(shard[1]))
         self.checkpointer = resume
         self.loss = SOFTMAX_CROSS_ENTROPY
+
+    def pretrain_file(self, name: str) -> str:
+        """One of the pretraining stage's files (model, trajectory, record, losses,
+        history)."""
+        if name not in self.pretraining:
+            raise ValueError(
+                f"this job was not given the pretraining's {name} file; it has "
+                f"{', '.join(sorted(self.pretraining)) or 'none'}"
+            )
+        return self.pretraining[name]
 
     @cached_property
     def data(self) -> Dataset:
@@ -166,15 +176,13 @@ class MethodInputs(Problem):
     @cached_property
     def params(self) -> Params:
         """The pretrained parameters theta*."""
-        return load_params(
-            f"{self.pretrain_dir}/model.msgpack", self.template, self.model_name
-        )
+        return load_params(self.pretrain_file("model"), self.template, self.model_name)
 
     @cached_property
     def trajectory(self) -> list[Params]:
         """The T trajectory checkpoints, in training order."""
         return load_params_list(
-            f"{self.pretrain_dir}/trajectory.msgpack", self.template, self.model_name
+            self.pretrain_file("trajectory"), self.template, self.model_name
         )
 
     @cached_property
@@ -182,14 +190,14 @@ class MethodInputs(Problem):
         """Pretraining bookkeeping: last_loss (N,), forgetting (N,) int, learned (N,)
         bool, trajectory_epochs (T,)."""
         return read_npz(
-            f"{self.pretrain_dir}/record.npz",
+            self.pretrain_file("record"),
             ("last_loss", "forgetting", "learned", "trajectory_epochs"),
         )
 
     @cached_property
     def trajectory_lrs(self) -> np.ndarray:
         """Learning rate of each trajectory checkpoint's epoch, (T,)."""
-        history = pd.read_csv(f"{self.pretrain_dir}/history.tsv", sep="\t")
+        history = pd.read_csv(self.pretrain_file("history"), sep="\t")
         return checkpoint_learning_rates(
             history.epoch.to_numpy(),
             history.lr.to_numpy(),
@@ -199,7 +207,7 @@ class MethodInputs(Problem):
     @cached_property
     def pretrained_losses(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample losses of the pretrained model: train (N,), test (N_te,)."""
-        arrays = read_npz(f"{self.pretrain_dir}/losses.npz", ("train", "test"))
+        arrays = read_npz(self.pretrain_file("losses"), ("train", "test"))
         return arrays["train"], arrays["test"]
 
     @cached_property

@@ -11,7 +11,7 @@ changed knob makes new targets and leaves other stages' results cached:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,95 @@ from gex_core.influence.registry import get_method
 
 NOISE_KINDS = {"symmetric": "sym", "asymmetric": "asym", "human": "human"}
 
-RUN = "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}"
-LABELS = "results/{dataset}/noise-{noise}/labels/seed{seed}"
-PRETRAIN = RUN + "/pretrain"
-ENSEMBLE = RUN + "/ensemble/{ensemble}"
-CALIBRATION = ENSEMBLE + "/calibration.json"
-CHAIN_GROUP = ENSEMBLE + "/chains{first}-{last}"
-INFLUENCE = RUN + "/influence/{method}/{hparams}"
-SHARD = INFLUENCE + "/shards-{size}/shard{shard}"
-SUMMARY = "results/{dataset}/noise-{noise}/{model}/{train}/summary"
-RELABEL_BASELINE = RUN + "/relabel/{setting}.json"
+# The one table of result paths. A folder may start inside another (<run>); every
+# result file is a folder and a file name. Rules take their output, log and benchmark
+# paths from `pattern`, `log` and `benchmark`, scripts and aggregations from `result`.
+FOLDERS = {
+    "dataset": "results/{dataset}",
+    "labels": "<dataset>/noise-{noise}/labels",
+    "experiment": "<dataset>/noise-{noise}/{model}/{train}",
+    "run": "<experiment>/seed{seed}",
+    "pretrain": "<run>/pretrain",
+    "ensemble": "<run>/ensemble/{ensemble}",
+    "influence": "<run>/influence/{method}/{hparams}",
+    "shards": "<influence>/shards-{size}",
+    "relabel_baselines": "<run>/relabel",
+    "summary": "<experiment>/summary",
+}
+FILES = {
+    "data": ("dataset", "data.npz"),
+    "labels": ("labels", "seed{seed}.npz"),
+    "labels_summary": ("labels", "seed{seed}.json"),
+    "model": ("pretrain", "model.msgpack"),
+    "trajectory": ("pretrain", "trajectory.msgpack"),
+    "record": ("pretrain", "record.npz"),
+    "pretrained_losses": ("pretrain", "losses.npz"),
+    "history": ("pretrain", "history.tsv"),
+    "learning_curve": ("pretrain", "learning_curve.png"),
+    "calibration": ("ensemble", "calibration.json"),
+    "calibration_plot": ("ensemble", "calibration.png"),
+    "chain_losses": ("ensemble", "chains{first}-{last}.npz"),
+    "chain_members": ("ensemble", "chains{first}-{last}.msgpack"),
+    "scores": ("influence", "scores.npz"),
+    "timing": ("influence", "timing.json"),
+    "detection": ("influence", "detection.json"),
+    "histogram": ("influence", "histogram.png"),
+    "curves": ("influence", "curves.png"),
+    "gallery": ("influence", "gallery.png"),
+    "examples": ("influence", "examples.png"),
+    "relabel": ("influence", "relabel-{mode}.json"),
+    "prune": ("influence", "prune-{order}-f{fraction}.json"),
+    "shard_scores": ("shards", "shard{shard}.npz"),
+    "shard_timing": ("shards", "shard{shard}.json"),
+    "relabel_baseline": ("relabel_baselines", "{setting}.json"),
+    "detection_table": ("summary", "detection.tsv"),
+    "detection_plot": ("summary", "detection.png"),
+    "cost_table": ("summary", "cost.tsv"),
+    "rule_cost_table": ("summary", "rule_cost.tsv"),
+    "relabel_table": ("summary", "relabel.tsv"),
+    "relabel_plot": ("summary", "relabel.png"),
+    "prune_table": ("summary", "prune.tsv"),
+    "prune_plot": ("summary", "prune.png"),
+    "rank_agreement_table": ("summary", "rank_agreement.tsv"),
+    "rank_agreement_plot": ("summary", "rank_agreement.png"),
+}
 RELABEL_BASELINES = ("oracle", "predicted")
+
+
+def folder(name: str) -> str:
+    """A folder's wildcard pattern, the folder it starts in filled in."""
+    template = FOLDERS[name]
+    if template.startswith("<"):
+        outer, rest = template[1:].split(">", 1)
+        return folder(outer) + rest
+    return template
+
+
+def pattern(name: str) -> str:
+    """A result file's wildcard pattern, e.g. pattern("model") ==
+    "results/{dataset}/noise-{noise}/{model}/{train}/seed{seed}/pretrain/model.msgpack"."""
+    where, file_name = FILES[name]
+    return f"{folder(where)}/{file_name}"
+
+
+def path(name: str, **wildcards: Any) -> str:
+    """A result file's path for the given wildcard values."""
+    return pattern(name).format(**wildcards)
+
+
+def log(name: str) -> str:
+    """The log file of the job that writes the result file `name`."""
+    return f"logs/{pattern(name).removeprefix('results/')}.log"
+
+
+def benchmark(name: str) -> str:
+    """The Snakemake benchmark file of the job that writes the result file `name`."""
+    return benchmark_file(pattern(name))
+
+
+def benchmark_file(output: str) -> str:
+    """The Snakemake benchmark file of the job whose first output is `output`."""
+    return f"benchmarks/out/{output.removeprefix('results/')}.tsv"
 
 
 def fmt(value: Any) -> str:
@@ -113,36 +191,43 @@ def method_segment(name: str, config: Mapping[str, Any]) -> str:
     return "-".join(parts) if parts else "default"
 
 
-def run_wildcards(config: Mapping[str, Any], seed: int) -> dict[str, str]:
-    """Values of the {dataset}, {noise}, {model}, {train}, {seed} wildcards of a run."""
-    return {
+def config_wildcards(
+    config: Mapping[str, Any], seed: int | None = None, method: str | None = None
+) -> dict[str, str]:
+    """The wildcard values the config gives: dataset, noise, model, train and
+    ensemble, plus seed and a method's method and hparams when given."""
+    wildcards = {
         "dataset": dataset_segment(config),
         "noise": noise_segment(config["noise"]),
         "model": config["model"],
         "train": train_segment(config["pretrain"], config["model"]),
-        "seed": str(seed),
+        "ensemble": ensemble_segment(config),
     }
+    if seed is not None:
+        wildcards["seed"] = str(seed)
+    if method is not None:
+        wildcards.update(method=method, hparams=method_segment(method, config))
+    return wildcards
 
 
-def labels_file(config: Mapping[str, Any], seed: int) -> str:
-    return LABELS.format(**run_wildcards(config, seed)) + ".npz"
-
-
-def pretrain_dir(config: Mapping[str, Any], seed: int) -> str:
-    return PRETRAIN.format(**run_wildcards(config, seed))
-
-
-def ensemble_dir(config: Mapping[str, Any], seed: int) -> str:
-    return ENSEMBLE.format(
-        **run_wildcards(config, seed), ensemble=ensemble_segment(config)
-    )
+def result(
+    config: Mapping[str, Any],
+    name: str,
+    *,
+    seed: int | None = None,
+    method: str | None = None,
+    **values: Any,
+) -> str:
+    """The path of result file `name` of the configured experiment (values: the
+    file's own wildcards, e.g. first and last of a chain file)."""
+    return path(name, **config_wildcards(config, seed, method), **values)
 
 
 def calibration_files(config: Mapping[str, Any], seed: int) -> list[str]:
     """The calibration record the chains read when ensemble.ft_lr is auto (else none)."""
     if config["ensemble"]["ft_lr"] != "auto":
         return []
-    return [f"{ensemble_dir(config, seed)}/calibration.json"]
+    return [result(config, "calibration", seed=seed)]
 
 
 def chain_groups(chains: int, per_job: int | None) -> list[range]:
@@ -165,19 +250,10 @@ def chain_range(first: int | str, last: int | str) -> range:
 def chain_files(config: Mapping[str, Any], seed: int) -> list[str]:
     """The ensemble jobs' member-loss files of a seed, in chain order."""
     ensemble = config["ensemble"]
-    wildcards = {**run_wildcards(config, seed), "ensemble": ensemble_segment(config)}
     return [
-        CHAIN_GROUP.format(**wildcards, first=group[0], last=group[-1]) + ".npz"
+        result(config, "chain_losses", seed=seed, first=group[0], last=group[-1])
         for group in chain_groups(ensemble["chains"], ensemble["chains_per_job"])
     ]
-
-
-def influence_dir(config: Mapping[str, Any], method: str, seed: int) -> str:
-    return INFLUENCE.format(
-        **run_wildcards(config, seed),
-        method=method,
-        hparams=method_segment(method, config),
-    )
 
 
 def sharded_methods(config: Mapping[str, Any]) -> list[str]:
@@ -186,23 +262,6 @@ def sharded_methods(config: Mapping[str, Any]) -> list[str]:
     if config.get("shard_size") is None:
         return []
     return [m for m in scored_methods(config) if get_method(m).shardable]
-
-
-def shard_files(influence: str, shard_size: int, count: int, ext: str) -> list[str]:
-    """The shard outputs (ext "npz" scores or "json" timing) of one influence folder."""
-    return [f"{influence}/shards-{shard_size}/shard{i}.{ext}" for i in range(count)]
-
-
-def summary_dir(config: Mapping[str, Any]) -> str:
-    """Tables and plots over seeds and methods of one (data, noise, model, recipe)."""
-    wildcards = run_wildcards(config, 0)
-    del wildcards["seed"]
-    return SUMMARY.format(**wildcards)
-
-
-def benchmark_file(output: str) -> str:
-    """The Snakemake benchmark file of the job whose first output is `output`."""
-    return f"benchmarks/out/{output.removeprefix('results/')}.tsv"
 
 
 def prune_methods(config: Mapping[str, Any]) -> list[str]:
@@ -217,28 +276,26 @@ def scored_methods(config: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys([*config["methods"], *prune_methods(config)]))
 
 
-def relabel_file(config: Mapping[str, Any], method: str, seed: int) -> str:
-    folder = influence_dir(config, method, seed)
-    return f"{folder}/relabel-{config['relabel']['mode']}.json"
+def per_seed(config: Mapping[str, Any], name: str, **values: Any) -> list[str]:
+    """Result file `name` of every seed."""
+    return [result(config, name, seed=s, **values) for s in config["seeds"]]
 
 
-def relabel_baseline_file(config: Mapping[str, Any], setting: str, seed: int) -> str:
-    return RELABEL_BASELINE.format(**run_wildcards(config, seed), setting=setting)
-
-
-def prune_file(
-    config: Mapping[str, Any], method: str, seed: int, fraction: float
-) -> str:
-    folder = influence_dir(config, method, seed)
-    return f"{folder}/prune-{config['prune']['order']}-f{fmt(float(fraction))}.json"
+def per_method(
+    config: Mapping[str, Any], name: str, methods: Sequence[str], **values: Any
+) -> list[str]:
+    """Result file `name` of every (method, seed), method-major."""
+    return [
+        result(config, name, seed=s, method=m, **values)
+        for m in methods
+        for s in config["seeds"]
+    ]
 
 
 def relabel_files(config: Mapping[str, Any]) -> list[str]:
-    return [
-        relabel_file(config, m, s)
-        for m in config["relabel"]["methods"]
-        for s in config["seeds"]
-    ]
+    return per_method(
+        config, "relabel", config["relabel"]["methods"], mode=config["relabel"]["mode"]
+    )
 
 
 def relabel_baseline_files(config: Mapping[str, Any]) -> list[str]:
@@ -246,36 +303,30 @@ def relabel_baseline_files(config: Mapping[str, Any]) -> list[str]:
     if not config["relabel"]["methods"]:
         return []
     return [
-        relabel_baseline_file(config, setting, seed)
+        path
         for setting in RELABEL_BASELINES
-        for seed in config["seeds"]
+        for path in per_seed(config, "relabel_baseline", setting=setting)
     ]
 
 
-def prune_files(config: Mapping[str, Any]) -> list[str]:
+def prune_files(
+    config: Mapping[str, Any], methods: Sequence[str] | None = None
+) -> list[str]:
+    """The pruning results of the given methods (default: every pruned one)."""
+    methods = prune_methods(config) if methods is None else methods
     return [
-        prune_file(config, m, s, f)
-        for m in prune_methods(config)
+        result(
+            config,
+            "prune",
+            seed=s,
+            method=m,
+            order=config["prune"]["order"],
+            fraction=fmt(float(f)),
+        )
+        for m in methods
         for s in config["seeds"]
         for f in config["prune"]["fractions"]
     ]
-
-
-def history_files(config: Mapping[str, Any]) -> list[str]:
-    return [f"{pretrain_dir(config, s)}/history.tsv" for s in config["seeds"]]
-
-
-def figure_files(config: Mapping[str, Any]) -> list[str]:
-    """Per (method, seed): the gallery, and the train x test examples where the method
-    has a kernel and queries are configured."""
-    files = []
-    for method in config["methods"]:
-        for seed in config["seeds"]:
-            folder = influence_dir(config, method, seed)
-            files.append(f"{folder}/gallery.png")
-            if config["queries"] > 0 and get_method(method).kernel:
-                files.append(f"{folder}/examples.png")
-    return files
 
 
 def has_noise(config: Mapping[str, Any]) -> bool:
@@ -285,53 +336,46 @@ def has_noise(config: Mapping[str, Any]) -> bool:
     return noise["kind"] == "human" or float(noise["ratio"]) > 0
 
 
-DETECTION_FILES = ("detection.json", "histogram.png", "curves.png")
-SUMMARY_FILES = (
-    "cost.tsv",
-    "rule_cost.tsv",
-    "rank_agreement.tsv",
-    "rank_agreement.png",
-)
+def figure_files(config: Mapping[str, Any]) -> list[str]:
+    """Per (method, seed): the gallery, and the train x test examples where the method
+    has a kernel and queries are configured."""
+    files = []
+    for method in config["methods"]:
+        files += per_method(config, "gallery", [method])
+        if config["queries"] > 0 and get_method(method).kernel:
+            files += per_method(config, "examples", [method])
+    return files
 
 
 def summary_files(config: Mapping[str, Any]) -> list[str]:
     """The summary folder's tables and figures for the enabled experiments."""
-    names = list(SUMMARY_FILES)
+    names = ["cost_table", "rule_cost_table", "rank_agreement_table"]
+    names.append("rank_agreement_plot")
     if has_noise(config):
-        names += ["detection.tsv", "detection.png"]
+        names += ["detection_table", "detection_plot"]
     if config["relabel"]["methods"]:
-        names += ["relabel.tsv", "relabel.png"]
+        names += ["relabel_table", "relabel_plot"]
     if prune_methods(config):
-        names += ["prune.tsv", "prune.png"]
-    return [f"{summary_dir(config)}/{name}" for name in names]
+        names += ["prune_table", "prune_plot"]
+    return [result(config, name) for name in names]
 
 
 def all_targets(config: Mapping[str, Any]) -> list[str]:
     """Every final artifact of the configured experiment (the `all` rule's input)."""
-    seeds = config["seeds"]
-    targets = [f"{pretrain_dir(config, s)}/learning_curve.png" for s in seeds]
-    for method in config["methods"] if has_noise(config) else []:
-        for seed in seeds:
-            folder = influence_dir(config, method, seed)
-            targets += [f"{folder}/{name}" for name in DETECTION_FILES]
+    targets = per_seed(config, "learning_curve")
+    if has_noise(config):
+        for name in ("detection", "histogram", "curves"):
+            targets += per_method(config, name, config["methods"])
     return targets + figure_files(config) + summary_files(config)
 
 
 def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
     """{rule: {method, "" for jobs every method shares, or "baselines": [benchmark file
     per job]}}; rules without jobs in this config have an empty dict."""
-    seeds = config["seeds"]
     files: dict[str, dict[str, list[str]]] = {
-        "dataset": {
-            "": [benchmark_file(f"results/{dataset_segment(config)}/data.npz")]
-        },
-        "labels": {"": [benchmark_file(labels_file(config, s)) for s in seeds]},
-        "pretrain": {
-            "": [
-                benchmark_file(f"{pretrain_dir(config, s)}/model.msgpack")
-                for s in seeds
-            ]
-        },
+        "dataset": {"": [result(config, "data")]},
+        "labels": {"": per_seed(config, "labels")},
+        "pretrain": {"": per_seed(config, "model")},
         "calibrate": {},
         "ensemble_chains": {},
         "influence": {},
@@ -343,36 +387,29 @@ def benchmark_files(config: Mapping[str, Any]) -> dict[str, dict[str, list[str]]
     }
     sharded = sharded_methods(config)
     for method in config["methods"]:
-        folders = [influence_dir(config, method, s) for s in seeds]
         # a sharded method's scores.npz is written by the merge; its shard jobs are
         # listed in its timing.json (their number is known only once the data exist)
         scoring = "influence_gather" if method in sharded else "influence"
-        files[scoring][method] = [benchmark_file(f"{f}/scores.npz") for f in folders]
+        files[scoring][method] = per_method(config, "scores", [method])
         if has_noise(config):
-            files["detect"][method] = [
-                benchmark_file(f"{f}/detection.json") for f in folders
-            ]
+            files["detect"][method] = per_method(config, "detection", [method])
         if "ensemble" in get_method(method).needs:
+            seeds = config["seeds"]
             files["ensemble_chains"][method] = [
-                benchmark_file(path) for s in seeds for path in chain_files(config, s)
+                f for s in seeds for f in chain_files(config, s)
             ]
             files["calibrate"][method] = [
-                benchmark_file(path)
-                for s in seeds
-                for path in calibration_files(config, s)
+                f for s in seeds for f in calibration_files(config, s)
             ]
     for method in config["relabel"]["methods"]:
-        files["relabel"][method] = [
-            benchmark_file(relabel_file(config, method, s)) for s in seeds
-        ]
+        files["relabel"][method] = per_method(
+            config, "relabel", [method], mode=config["relabel"]["mode"]
+        )
     if config["relabel"]["methods"]:
-        files["relabel_baseline"]["baselines"] = [
-            benchmark_file(path) for path in relabel_baseline_files(config)
-        ]
+        files["relabel_baseline"]["baselines"] = relabel_baseline_files(config)
     for method in prune_methods(config):
-        files["prune"][method] = [
-            benchmark_file(prune_file(config, method, s, f))
-            for s in seeds
-            for f in config["prune"]["fractions"]
-        ]
-    return files
+        files["prune"][method] = prune_files(config, [method])
+    return {
+        rule: {key: [benchmark_file(f) for f in outputs] for key, outputs in by.items()}
+        for rule, by in files.items()
+    }

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Mapping
 from typing import Any
 
+from gex_core.api.ensemble import calibrate_ft_lr
 from gex_core.evaluation.figures import calibration_curve
-from gex_core.influence.calibration import calibrate_ft_lr
 from gex_core.workflow.io import save_figure, write_json
 from gex_core.workflow.stages.ensemble import fine_tuning, load_pretrained_run
 
@@ -38,13 +37,12 @@ def run_calibration(
         data.y_train,
         data.x_test,
         data.y_test,
-        grid=[float(v) for v in recipe["calibration"]["grid"]],
-        tolerance=float(recipe["calibration"]["tolerance"]),
-        refine=int(recipe["calibration"]["refine"]),
+        grid=recipe["calibration"]["grid"],
+        tolerance=recipe["calibration"]["tolerance"],
+        refine=recipe["calibration"]["refine"],
         seed=seed,
-        # each pilot runs one stage at its own rate
-        recipe=fine_tuning(recipe, pretrain_recipe, ft_lr=math.nan),
         eval_batch_size=eval_batch_size,
+        **fine_tuning(recipe, pretrain_recipe),
     )
     if not record["valid"]:
         print(

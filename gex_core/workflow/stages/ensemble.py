@@ -9,9 +9,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from gex_core.api.ensemble import fit_geometric_ensemble
 from gex_core.data.datasets import Dataset
-from gex_core.influence.ensemble import FineTuning, run_chains
 from gex_core.training.devices import data_mesh, describe
+from gex_core.training.hooks import log_to_stderr
 from gex_core.training.models import Model, make_model
 from gex_core.workflow.artifacts import read_noisy_dataset
 from gex_core.workflow.checkpoints import load_params, save_params
@@ -32,20 +33,19 @@ def chain_ft_lr(recipe: Mapping[str, Any], calibration_path: str | None) -> floa
 
 
 def fine_tuning(
-    recipe: Mapping[str, Any], pretrain_recipe: Mapping[str, Any], ft_lr: float
-) -> FineTuning:
-    """The chains' fine-tuning (and the calibration pilots') from the chain recipe and
-    the pretraining config (weight decay, momentum and batch-norm batches carry
-    over), at learning rate ft_lr."""
-    return FineTuning(
-        stages=int(recipe["stages"]),
-        ft_lr=float(ft_lr),
-        ft_steps=int(recipe["ft_steps"]),
-        batch_size=int(recipe["batch_size"]),
-        weight_decay=float(pretrain_recipe["weight_decay"]),
-        momentum=float(pretrain_recipe["momentum"]),
-        augment=str(recipe["augment"]),
-        bn_batches=int(pretrain_recipe["bn_batches"]),
+    recipe: Mapping[str, Any], pretrain_recipe: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The knobs of `api.ensemble.fine_tuning_recipe` for the chains and the
+    calibration pilots, from the chain recipe and the pretraining config (weight decay,
+    momentum and batch-norm batches carry over)."""
+    return dict(
+        stages=recipe["stages"],
+        ft_steps=recipe["ft_steps"],
+        batch_size=recipe["batch_size"],
+        weight_decay=pretrain_recipe["weight_decay"],
+        momentum=pretrain_recipe["momentum"],
+        augment=recipe["augment"],
+        bn_batches=pretrain_recipe["bn_batches"],
     )
 
 
@@ -93,28 +93,31 @@ def run_ensemble_chains(
         + ("batched (vmapped)" if batched else "one step each")
     )
     start = time.perf_counter()
-    results = run_chains(
+    ensemble = fit_geometric_ensemble(
         model,
         pretrained,
-        (data.x_train, data.y_train, data.x_test, data.y_test),
-        fine_tuning(recipe, pretrain_recipe, chain_ft_lr(recipe, calibration_path)),
-        seed=seed,
+        data.x_train,
+        data.y_train,
+        x_val=data.x_test,
+        y_val=data.y_test,
+        ft_lr=chain_ft_lr(recipe, calibration_path),
         chains=chains,
+        seed=seed,
         eval_batch_size=eval_batch_size,
         batched=batched,
+        log=log_to_stderr,
         checkpointer=resume,
+        **fine_tuning(recipe, pretrain_recipe),
     )
     compute_s = time.perf_counter() - start
     forward_s = timed_forward_pass(
         model, pretrained, data.x_train, data.y_train, eval_batch_size
     )
-    save_params(outputs["members"], [m for r in results for m in r.members])
+    save_params(outputs["members"], ensemble.members)
     write_npz(
         outputs["losses"],
-        train_losses=np.concatenate([r.train_losses for r in results]).astype(
-            np.float32
-        ),
-        test_losses=np.concatenate([r.test_losses for r in results]).astype(np.float32),
+        train_losses=ensemble.train_losses.astype(np.float32),
+        test_losses=ensemble.heldout_losses.astype(np.float32),
         chains=np.asarray(chains, np.int64),
         compute_seconds=np.array(compute_s),
         forward_pass_seconds=np.array(forward_s),

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from gex_core.influence.registry import METHODS, MethodSpec, get_method
+from gex_core.api.scoring import score
+from gex_core.influence.registry import METHODS, get_method
 from gex_core.influence.scores import Scores
 from gex_core.workflow.artifacts import (
     load_query_indices,
@@ -20,19 +21,6 @@ from gex_core.workflow.artifacts import (
 from gex_core.workflow.costs import cost_record, timed_forward_pass
 from gex_core.workflow.io import write_json
 from gex_core.workflow.method_inputs import MethodInputs
-
-
-def check_kernel(spec: MethodSpec, scores: Scores, num_queries: int) -> None:
-    """The kernel must be what the registry promises: (N, Q) when spec.kernel and
-    Q > 0, None otherwise."""
-    want = (len(scores.self_influence), num_queries)
-    want = want if spec.kernel and num_queries else None
-    got = None if scores.kernel is None else np.shape(scores.kernel)
-    if got != want:
-        raise RuntimeError(
-            f"{spec.name}: kernel of shape {got}, expected {want} (registry "
-            f"kernel={spec.kernel}, {num_queries} queries)"
-        )
 
 
 def run_influence(
@@ -54,17 +42,11 @@ def run_influence(
             "samples); shardable methods: "
             + ", ".join(sorted(m for m in METHODS if get_method(m).shardable))
         )
-    compute = spec.load()
     start = time.perf_counter()
-    scores = compute(inputs, dict(hp))
+    scores = score(inputs, method, hp)
     compute_s = time.perf_counter() - start
     queries = inputs.query_indices
-    check_kernel(spec, scores, len(queries))
     x_scored, y_scored = inputs.scored
-    if len(scores.self_influence) != len(y_scored):
-        raise RuntimeError(
-            f"{method}: {len(scores.self_influence)} scores for {len(y_scored)} samples"
-        )
     forward_s = timed_forward_pass(
         inputs.model, inputs.params, x_scored, y_scored, inputs.eval_batch_size
     )

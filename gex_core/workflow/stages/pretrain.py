@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
 import pandas as pd
 
+from gex_core.api.training import TRAINING, train_model
 from gex_core.evaluation.figures import learning_curve
 from gex_core.training.devices import data_mesh, describe
-from gex_core.training.models import make_model, num_params
-from gex_core.training.recipes import pretrain
+from gex_core.training.hooks import log_to_stderr
+from gex_core.training.models import num_params
 from gex_core.training.steps import evaluate, make_eval_fn
 from gex_core.workflow.artifacts import read_noisy_dataset
 from gex_core.workflow.checkpoints import save_params
@@ -35,28 +35,22 @@ def run_pretraining(
     """outputs: model, trajectory, record, losses, history, curve (file paths)."""
     data = read_noisy_dataset(data_path, labels_path)
     noisy = data.y_train
-    model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
-    print(f"{model_name}: {num_params(model.init(jax.random.key(0)))} parameters")
     print(f"local devices: {describe(data_mesh())} (data-parallel)")
-    result = pretrain(
-        model,
+    trained = train_model(
         data.x_train,
         noisy,
         data.x_test,
         data.y_test,
+        model=model_name,
+        num_classes=data.num_classes,
         seed=seed,
-        epochs=int(recipe["epochs"]),
-        batch_size=int(recipe["batch_size"]),
-        lr=float(recipe["lr"]),
-        weight_decay=float(recipe["weight_decay"]),
-        warmup_ratio=float(recipe["warmup_ratio"]),
-        momentum=float(recipe["momentum"]),
-        num_checkpoints=int(recipe["num_checkpoints"]),
         eval_batch_size=eval_batch_size,
-        augment=str(recipe["augment"]),
-        bn_batches=int(recipe["bn_batches"]),
+        log=log_to_stderr,
         checkpointer=resume,
+        **{key: recipe[key] for key in TRAINING},
     )
+    model, result = trained.model, trained.result
+    print(f"{model_name}: {num_params(result.params)} parameters")
     eval_fn = make_eval_fn(model.apply)
     train_loss, _ = evaluate(
         eval_fn, result.params, data.x_train, noisy, eval_batch_size

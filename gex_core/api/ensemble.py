@@ -1,0 +1,187 @@
+"""Fit GEX's geometric ensemble from a trained model: calibrate the fine-tuning rate,
+run the chains, return the members and their per-sample losses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from gex_core.api.models import as_model
+from gex_core.influence.calibration import calibrate_ft_lr as calibrate
+from gex_core.influence.ensemble import FineTuning, run_chains
+from gex_core.training.hooks import NO_CHECKPOINTS, Checkpointer, Log, no_log
+from gex_core.training.losses import Loss, get_loss
+from gex_core.training.models import Model
+
+Params = Any
+# The candidate fine-tuning rates of ft_lr="auto" (the workflow's default grid)
+DEFAULT_GRID = (0.025, 0.05, 0.1, 0.2, 0.4)
+
+
+class GeometricEnsemble(NamedTuple):
+    """members: M = len(chains) * stages parameter trees, chain-major; chains: the
+    chain numbers; ft_lr: the fine-tuning rate used; train_losses (M, N) and
+    heldout_losses (M, N_h): every member's per-sample losses on the training data (the
+    labels it was fine-tuned on) and on the held-out data; calibration: the record of
+    ft_lr="auto" (None for a given rate)."""
+
+    members: list[Params]
+    chains: tuple[int, ...]
+    stages: int
+    ft_lr: float
+    train_losses: np.ndarray
+    heldout_losses: np.ndarray
+    calibration: dict[str, Any] | None = None
+
+
+def fine_tuning_recipe(
+    *,
+    stages: int = 2,
+    ft_lr: float = float("nan"),
+    ft_steps: int = 100,
+    batch_size: int = 64,
+    weight_decay: float = 5.0e-4,
+    momentum: float = 0.9,
+    augment: str = "none",
+    bn_batches: int = 50,
+) -> FineTuning:
+    """The chains' recipe with the workflow's defaults (weight decay and momentum are
+    the pretraining's; ft_lr is set by the caller or by calibration)."""
+    return FineTuning(
+        stages=int(stages),
+        ft_lr=float(ft_lr),
+        ft_steps=int(ft_steps),
+        batch_size=int(batch_size),
+        weight_decay=float(weight_decay),
+        momentum=float(momentum),
+        augment=str(augment),
+        bn_batches=int(bn_batches),
+    )
+
+
+def calibrate_ft_lr(
+    model: Model | Callable,
+    params: Params,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    grid: Sequence[float] = DEFAULT_GRID,
+    tolerance: float = 0.02,
+    refine: int = 0,
+    loss: str | Loss = "softmax_cross_entropy",
+    seed: int = 0,
+    eval_batch_size: int = 512,
+    **recipe: Any,
+) -> dict[str, Any]:
+    """The fine-tuning rate of ft_lr="auto": one pilot stage per grid rate from the
+    trained model; the largest rate whose pilot keeps held-out accuracy within
+    `tolerance` of the trained model's (`gex_core.influence.calibration`). recipe: the
+    knobs of `fine_tuning_recipe`. Returns the calibration record (JSON-able), its
+    chosen rate under "ft_lr". Reads the given training labels and the held-out set,
+    nothing else."""
+    return calibrate(
+        as_model(model),
+        params,
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        grid=[float(v) for v in grid],
+        tolerance=float(tolerance),
+        refine=int(refine),
+        seed=int(seed),
+        recipe=fine_tuning_recipe(**recipe),
+        eval_batch_size=int(eval_batch_size),
+        loss=get_loss(loss),
+    )
+
+
+def fit_geometric_ensemble(
+    model: Model | Callable,
+    params: Params,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    ft_lr: float | str = "auto",
+    chains: int | Sequence[int] = 4,
+    grid: Sequence[float] = DEFAULT_GRID,
+    tolerance: float = 0.02,
+    refine: int = 0,
+    loss: str | Loss = "softmax_cross_entropy",
+    seed: int = 0,
+    eval_batch_size: int = 512,
+    batched: bool = False,
+    log: Log = no_log,
+    checkpointer: Checkpointer = NO_CHECKPOINTS,
+    **recipe: Any,
+) -> GeometricEnsemble:
+    """GEX's geometric ensemble of a trained model (params) on (x_train, y_train).
+
+    model: a Flax apply function (params, x) -> logits, or a `Model`. Each of the
+    chains (K, or the chain numbers to run) fine-tunes from params for `stages` stages
+    of `ft_steps` SGD steps (recipe: the knobs of `fine_tuning_recipe`), snapshotting a
+    member after each. ft_lr: the peak rate of each stage's cosine schedule, or "auto":
+    calibrated on the held-out (x_val, y_val) first (`calibrate_ft_lr`). Chain c's
+    draws depend only on (seed, c), so an ensemble of chains 0..3 holds the members of
+    an ensemble of chains 0..1. x_val, y_val (default: the training data) are also
+    where every member's held-out losses are measured.
+    """
+    if ft_lr == "auto" and x_val is None:
+        raise ValueError(
+            'ft_lr="auto" calibrates on held-out data: give x_val and y_val, or a '
+            "fine-tuning rate"
+        )
+    if (x_val is None) != (y_val is None):
+        raise ValueError("give both x_val and y_val, or neither")
+    model, loss = as_model(model), get_loss(loss)
+    if x_val is None:
+        x_val, y_val = x_train, y_train
+    record = None
+    if ft_lr == "auto":
+        record = calibrate_ft_lr(
+            model,
+            params,
+            x_train,
+            y_train,
+            x_val,
+            y_val,
+            grid=grid,
+            tolerance=tolerance,
+            refine=refine,
+            loss=loss,
+            seed=seed,
+            eval_batch_size=eval_batch_size,
+            **recipe,
+        )
+        ft_lr = record["ft_lr"]
+        log(f"ft_lr {ft_lr} (calibrated; valid: {record['valid']})")
+    chain_ids = tuple(range(chains) if isinstance(chains, int) else chains)
+    fine_tuning = fine_tuning_recipe(ft_lr=float(ft_lr), **recipe)
+    results = run_chains(
+        model,
+        params,
+        (x_train, y_train, x_val, y_val),
+        fine_tuning,
+        seed=seed,
+        chains=chain_ids,
+        eval_batch_size=eval_batch_size,
+        batched=batched,
+        loss=loss,
+        log=log,
+        checkpointer=checkpointer,
+    )
+    return GeometricEnsemble(
+        members=[member for result in results for member in result.members],
+        chains=chain_ids,
+        stages=fine_tuning.stages,
+        ft_lr=fine_tuning.ft_lr,
+        train_losses=np.concatenate([r.train_losses for r in results]),
+        heldout_losses=np.concatenate([r.test_losses for r in results]),
+        calibration=record,
+    )

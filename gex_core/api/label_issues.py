@@ -1,0 +1,158 @@
+"""Find label issues in a labelled data set: train the bundled model, score every
+training sample with an influence method, and suggest a label for each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gex_core.api.ensemble import fit_geometric_ensemble
+from gex_core.api.scoring import score
+from gex_core.api.training import TrainedModel, train_model
+from gex_core.data.datasets import heldout_split
+from gex_core.evaluation.label_issues import label_issue_table
+from gex_core.influence.problem import Problem
+from gex_core.influence.registry import get_method
+from gex_core.training.hooks import Log, no_log
+from gex_core.training.losses import Loss, get_loss
+from gex_core.training.recipes import checkpoint_learning_rates
+from gex_core.training.steps import evaluate, make_eval_fn
+
+
+def trained_problem(
+    trained: TrainedModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    loss: Loss,
+    seed: int,
+    eval_batch_size: int,
+    member_losses: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Problem:
+    """The influence problem of a model trained by `train_model`: its trajectory, the
+    checkpoints' learning rates and the per-sample record come from the training."""
+    result = trained.result
+    epochs = np.array([epoch for epoch, _ in result.trajectory])
+    history = pd.DataFrame(result.history)
+    return Problem(
+        trained.model,
+        result.params,
+        x,
+        y,
+        x_test,
+        y_test,
+        loss=loss,
+        seed=seed,
+        eval_batch_size=eval_batch_size,
+        recipe=trained.recipe,
+        trajectory=[params for _, params in result.trajectory],
+        trajectory_lrs=checkpoint_learning_rates(
+            history.epoch.to_numpy(), history.lr.to_numpy(), epochs
+        ),
+        record={
+            "forgetting": result.record.forgetting,
+            "learned": result.record.learned,
+        },
+        member_losses=member_losses,
+    )
+
+
+def find_label_issues(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    test_fraction: float = 0.2,
+    method: str = "gex",
+    model: str = "cnn",
+    loss: str | Loss = "softmax_cross_entropy",
+    seed: int = 0,
+    training: Mapping[str, Any] | None = None,
+    ensemble: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    eval_batch_size: int = 512,
+    log: Log = no_log,
+) -> pd.DataFrame:
+    """Which labels of (x, y) look wrong, and what they should be.
+
+    x: images (N, H, W, C), y: labels (N,) as given. Trains the bundled `model` on
+    them (training: knobs of TRAINING), scores every training sample with `method`
+    (options: its knobs; for gex, ensemble: knobs of `fit_geometric_ensemble`, its
+    ft_lr calibrated on the held-out data by default) and returns one row per training
+    sample, most suspicious first: index (row of x), given_label, suggested_label (the
+    most probable other class under the trained model), suggested_probability, score,
+    rank and flagged (score above the Otsu threshold, as the workflow's relabel
+    experiment). Held-out data: (x_test, y_test), or without them a stratified
+    `test_fraction` of (x, y) that is then held out, not scored.
+    """
+    loss = get_loss(loss)
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.int32)
+    rows = np.arange(y.shape[0])
+    if x_test is None:
+        rows, held = heldout_split(y, test_fraction, seed)
+        x_test, y_test = x[held], y[held]
+    x_train, y_train = x[rows], y[rows]
+    x_test, y_test = np.asarray(x_test, np.float32), np.asarray(y_test, np.int32)
+    trained = train_model(
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        model=model,
+        loss=loss,
+        seed=seed,
+        eval_batch_size=eval_batch_size,
+        log=log,
+        **(training or {}),
+    )
+    params = trained.result.params
+    losses = None
+    if "ensemble" in get_method(method).needs:
+        fitted = fit_geometric_ensemble(
+            trained.model,
+            params,
+            x_train,
+            y_train,
+            x_val=x_test,
+            y_val=y_test,
+            loss=loss,
+            seed=seed,
+            eval_batch_size=eval_batch_size,
+            log=log,
+            **{
+                "weight_decay": trained.recipe["weight_decay"],
+                "momentum": trained.recipe["momentum"],
+                "augment": trained.recipe["augment"],
+                "bn_batches": trained.recipe["bn_batches"],
+                **(ensemble or {}),
+            },
+        )
+        losses = (fitted.train_losses, fitted.heldout_losses)
+    problem = trained_problem(
+        trained,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        loss=loss,
+        seed=seed,
+        eval_batch_size=eval_batch_size,
+        member_losses=losses,
+    )
+    scores = score(problem, method, options).self_influence
+    _, logits = evaluate(
+        make_eval_fn(trained.model.apply, loss),
+        params,
+        x_train,
+        y_train,
+        eval_batch_size,
+    )
+    table = label_issue_table(scores, y_train, loss.probabilities(logits))
+    table["index"] = rows[table["index"].to_numpy()]
+    return table
