@@ -9,6 +9,7 @@ from gex_core.workflow.fingerprint import source_fingerprint
 from gex_core.influence.registry import get_method
 from gex_core.workflow.jobenv import local_gpu_count
 from gex_core.workflow.shards import num_shards
+from gex_core.data.load import HUMAN_LABELS, reader_module
 
 WORKFLOW_DIR = Path(workflow.basedir)
 # What the config gives each wildcard: a target path naming other knobs has no rule
@@ -43,7 +44,7 @@ def data_files(wildcards):
         return []
     if config["dataset"] == "npz":
         return [config["data_file"]]
-    from gex_core.data.readers import required_files
+    from gex_core.data.load import required_files
 
     return [str(p) for p in required_files(config["dataset"], config["data_dir"])]
 
@@ -97,6 +98,18 @@ def code(script, *extra_modules):
             WORKFLOW_DIR / "workflow_scripts" / script, WORKFLOW_DIR, extra_modules
         )
     return _FINGERPRINTS[key]
+
+
+def dataset_code():
+    """The dataset job's fingerprint: its script and the configured data set's reader."""
+    reader = reader_module(config["dataset"])
+    return code("make_dataset.py", *([reader] if reader else []))
+
+
+def labels_code():
+    """The labels job's fingerprint: its script, and the CIFAR-N reader for human noise."""
+    human = config["noise"]["kind"] == "human"
+    return code("make_labels.py", *([HUMAN_LABELS] if human else []))
 
 
 def method_code(wildcards):

@@ -18,7 +18,7 @@ rule dataset:
         dataset=config["dataset"],
         data_dir=config["data_dir"],
         data_file=config["data_file"],
-        code=code("make_dataset.py"),
+        code=dataset_code(),
     script:
         "../workflow_scripts/make_dataset.py"
 
@@ -42,6 +42,6 @@ rule labels:
     params:
         noise=config["noise"],
         data_dir=config["data_dir"],
-        code=code("make_labels.py"),
+        code=labels_code(),
     script:
         "../workflow_scripts/make_labels.py"

@@ -18,6 +18,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from gex_core.influence import kfac
+from gex_core.influence.kfac import blocks as kfac_blocks
+from gex_core.influence.kfac import factors as kfac_factors_module
 from gex_core.influence.la_kfac import (
     compute,
     la_kfac_scores,
@@ -219,7 +221,7 @@ def test_conv_patches_reproduce_per_sample_gradient(conv):
         info = infos["Conv_0"]
 
         def loss_of_taps(taps):
-            logits, ins, _ = kfac._run_with_taps(model.apply, params, x, taps)
+            logits, ins, _ = kfac_blocks.run_with_taps(model.apply, params, x, taps)
             return jnp.sum(per_sample_loss(logits, y)), ins
 
         def sample_loss(p, xi, yi):
@@ -229,8 +231,12 @@ def test_conv_patches_reproduce_per_sample_gradient(conv):
         def both():
             taps = {n: jnp.zeros((3, *i.out_shape)) for n, i in infos.items()}
             g_taps, ins = jax.grad(loss_of_taps, has_aux=True)(taps)
-            rows = kfac._layer_rows(info, ins["Conv_0"])  # (B, T, d_in + 1)
-            g = kfac._output_rows(info, g_taps["Conv_0"])  # (B, T, d_out)
+            rows = kfac_factors_module._layer_rows(
+                info, ins["Conv_0"]
+            )  # (B, T, d_in + 1)
+            g = kfac_factors_module._output_rows(
+                info, g_taps["Conv_0"]
+            )  # (B, T, d_out)
             grads = jax.vmap(jax.grad(sample_loss), in_axes=(None, 0, 0))(params, x, y)
             autodiff = jax.vmap(lambda gr: kfac.layer_block(info, gr))(grads)
             return jnp.einsum("bti,btj->bij", rows, g), autodiff
@@ -270,8 +276,8 @@ def fvp_errors(infos, factors, fisher, slices) -> tuple[dict, float, float]:
 @pytest.mark.parametrize(
     ("module", "input_shape", "bound"),
     [
-        (DenseNet(), (4, 1, 1), 0.6),
-        (ConvNet((("features", 2), ("kernel_size", (2, 2)))), (3, 3, 1), 0.95),
+        (DenseNet(), (4, 1, 1), 0.48),
+        (ConvNet((("features", 2), ("kernel_size", (2, 2)))), (3, 3, 1), 0.90),
     ],
     ids=["dense", "conv-same"],
 )
@@ -280,7 +286,9 @@ def test_kfac_fisher_vector_product_error(module, input_shape, bound):
     inputs and output gradients are taken as independent, Conv positions as
     uncorrelated and alike; no cross-layer blocks). Measured full-FVP errors: 0.46
     dense, 0.89 conv (SAME padding on 3x3: 8 of 9 positions touch the zero padding and
-    the Dense head makes position gradients correlated); bounds add margin."""
+    the Dense head makes position gradients correlated), against 0.91 and 0.94 for
+    the best scaled identity. The set-up is fixed and float64, so the bounds sit just
+    above the measured errors: a K-FAC that got worse would fail."""
     with jax.enable_x64(True):
         _, _, _, infos, factors, fisher, slices = kfac_setup(module, input_shape, 64)
     _, err, err_identity = fvp_errors(infos, factors, fisher, slices)
@@ -639,7 +647,9 @@ def test_bn_diagonal_fisher_matches_per_sample_gradients():
                 count += 1
 
         blocks = kfac.discover_blocks(model.apply, variables, x[batches[0]])
-        plain = kfac._make_batch_factors(model.apply, blocks.layers, False)
+        plain = kfac_factors_module._make_batch_factors(
+            model.apply, blocks.layers, False
+        )
         assert blocks.diagonal  # the full path used diagonal blocks
         without = [
             plain(variables, jnp.asarray(x[idx]), jax.random.fold_in(key, i))
@@ -775,7 +785,7 @@ def test_block_discovery_on_bn_models(name, input_shape, convs_3x3, convs_1x1):
     assert len(dense) == 1 and dense[0].d_out == 10
     norms = {
         path[:-1]
-        for path, _ in kfac._leaf_paths(variables["params"])
+        for path, _ in kfac_blocks.leaf_paths(variables["params"])
         if "BatchNorm" in path[-2]
     }
     assert len(norms) == len(convs)  # one BN after every conv

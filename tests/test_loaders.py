@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from gex_core.data.readers import (
-    IMAGE_DATASETS,
-    DataFileError,
-    load_images,
-    load_npz_dataset,
-    read_human_labels,
-    required_files,
-)
+from gex_core.data.load import IMAGE_DATASETS, read_human_labels, required_files
+from gex_core.data.load import load_dataset as load_images
+from gex_core.data.readers.common import DataFileError
+from gex_core.data.readers.npz import load_npz_dataset
 from tests.formats import (
     CIFAR10_BATCHES,
     IDX_NAMES,

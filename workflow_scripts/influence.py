@@ -1,10 +1,11 @@
 """Score the training set (or one shard of it) with one influence method."""
 
-from gex_core.workflow.jobenv import begin_job, run_inputs
+from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake)
 
 from gex_core.workflow.artifacts import stored_train_size  # noqa: E402
+from gex_core.workflow.method_inputs import job_method_inputs  # noqa: E402
 from gex_core.workflow.shards import shard_rows  # noqa: E402
 from gex_core.workflow.stages.influence import run_influence  # noqa: E402
 
@@ -19,7 +20,7 @@ if hasattr(wildcards, "shard"):
 run_influence(
     method=wildcards.method,
     hp=snakemake.params.hp,
-    inputs=run_inputs(
+    inputs=job_method_inputs(
         snakemake,
         chain_paths=tuple(snakemake.input.chains),
         queries=int(snakemake.params.queries),

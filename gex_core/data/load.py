@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,23 +18,66 @@ from gex_core.data.noise import (
     symmetric_noise,
 )
 
+# The reader of each data set read from files, by module name: imported only when
+# that data set is loaded, so a stage's code fingerprint holds its reader alone.
+READERS = {
+    "mnist": "gex_core.data.readers.idx",
+    "fashion_mnist": "gex_core.data.readers.idx",
+    "cifar10": "gex_core.data.readers.cifar",
+    "cifar100": "gex_core.data.readers.cifar",
+    "svhn": "gex_core.data.readers.svhn",
+    "npz": "gex_core.data.readers.npz",
+}
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
+HUMAN_LABELS = "gex_core.data.readers.cifar_n"
+
+
+def reader_module(dataset: str) -> str | None:
+    """The module that reads `dataset`'s files (None for the bundled digits)."""
+    if dataset == "digits":
+        return None
+    if dataset not in READERS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    return READERS[dataset]
+
+
+def _image_reader(dataset: str):
+    if dataset not in IMAGE_DATASETS:
+        raise ValueError(
+            f"unknown data set {dataset!r}; known: {', '.join(IMAGE_DATASETS)}"
+        )
+    return importlib.import_module(READERS[dataset])
+
+
+def required_files(dataset: str, data_dir: str | Path) -> list[Path]:
+    """The files loading an image data set (IMAGE_DATASETS) will read, checked for
+    existence only (nothing is opened, so a workflow can call it before any job runs).
+    Raises DataFileError naming every missing file and where to get it."""
+    return _image_reader(dataset).required_files(dataset, data_dir)
+
 
 def load_dataset(
     name: str, data_dir: str | Path = "data", data_file: str | Path | None = None
 ) -> Dataset:
     """Load a data set by its config name: digits (bundled), an image data set from its
-    standard files in data_dir, or npz from data_file (see `gex_core.data.readers`)."""
-    from gex_core.data import readers as loaders
+    standard files in data_dir, or npz from data_file (`gex_core.data.readers`).
 
+    Images: uint8 (N, H, W, C) as in the files (digits and float npz: float32);
+    labels int32 (N,)."""
     if name == "digits":
         return load_digits()
     if name == "npz":
         if data_file is None:
             raise ValueError("dataset npz needs data_file (the .npz to read)")
-        return loaders.load_npz_dataset(data_file)
-    if name in loaders.IMAGE_DATASETS:
-        return loaders.load_images(name, data_dir)
+        return importlib.import_module(READERS["npz"]).load_npz_dataset(data_file)
+    if name in IMAGE_DATASETS:
+        return _image_reader(name).load(name, data_dir)
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+
+
+def read_human_labels(path: str | Path, label_set: str):
+    """(clean, noisy) int32 (N,) of a CIFAR-N label file (`readers.cifar_n`)."""
+    return importlib.import_module(HUMAN_LABELS).read_human_labels(path, label_set)
 
 
 def make_noisy_labels(
@@ -53,8 +97,6 @@ def make_noisy_labels(
             labels, float(noise["ratio"]), noise["pairs"], num_classes, seed
         )
     if kind == "human":
-        from gex_core.data.readers import read_human_labels
-
         path = Path(data_dir) / noise["label_file"]
         file_clean, file_noisy = read_human_labels(path, noise["label_set"])
         result = human_noise(labels, file_clean, file_noisy, str(path))

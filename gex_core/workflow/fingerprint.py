@@ -3,6 +3,10 @@
 Snakemake reruns a job when its script changes but not when a library module it imports
 changes. Passing this fingerprint through `params:` makes an edit of gex_core mark stale
 exactly the stages whose scripts (transitively) import the edited module.
+
+Each module counts by its code, not its bytes: the digest is over the module's AST with
+docstrings removed, so comments, blank lines, formatting and docstrings do not rerun
+stages, while any change to code (string literals and annotations included) does.
 """
 
 from __future__ import annotations
@@ -11,32 +15,79 @@ import ast
 import functools
 import hashlib
 from pathlib import Path
+from typing import NamedTuple
 
 PACKAGE = "gex_core"
 
+_BODIES = (
+    ast.Module,
+    ast.ClassDef,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+)
 
-def _imported_modules(source: str) -> set[str]:
+
+class _Parsed(NamedTuple):
+    imports: frozenset[str]  # gex_core modules the file imports
+    code_digest: bytes  # sha256 of the normalised code: ast.dump, no docstrings
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """`TYPE_CHECKING` or `typing.TYPE_CHECKING`."""
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+def _scan(tree: ast.Module) -> frozenset[str]:
+    """The gex_core modules `tree` imports (anywhere in it); drops, in place and in the
+    same walk, the docstrings: the leading string-constant expression statement of the
+    module's and every class's and function's body. Imports under `if TYPE_CHECKING:`
+    never run, so they do not count."""
     modules = set()
-    for node in ast.walk(ast.parse(source)):
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node.test)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            modules.add(node.module)
-            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {m for m in modules if m == PACKAGE or m.startswith(PACKAGE + ".")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.module and node.level == 0:
+                modules.add(node.module)
+                modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, _BODIES) and node.body and _is_docstring(node.body[0]):
+            del node.body[0]
+    return frozenset(m for m in modules if m == PACKAGE or m.startswith(PACKAGE + "."))
 
 
 @functools.cache
-def _file_imports(path: Path, mtime_ns: int, size: int) -> frozenset[str]:
-    """gex_core modules one file imports, parsed once per version of the file: the
-    Snakefile fingerprints every job script, and the scripts share most modules (and
-    every cluster job parses the workflow again)."""
-    return frozenset(_imported_modules(path.read_text()))
+def _parse(path: Path, mtime_ns: int, size: int) -> _Parsed:
+    """One parse per version of a file, for both its imports and its normalised code:
+    the Snakefile fingerprints every job script, and the scripts share most modules
+    (and every cluster job parses the workflow again)."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    imports = _scan(tree)
+    code = ast.dump(tree, annotate_fields=True, include_attributes=False)
+    return _Parsed(imports, hashlib.sha256(code.encode()).digest())
 
 
-def _imports_of(path: Path) -> frozenset[str]:
+def _parsed(path: Path) -> _Parsed:
     stat = path.stat()
-    return _file_imports(path, stat.st_mtime_ns, stat.st_size)
+    return _parse(path, stat.st_mtime_ns, stat.st_size)
 
 
 def _module_file(package_root: Path, module: str) -> Path | None:
@@ -55,17 +106,23 @@ def module_closure(
 
     package_root: the folder that holds the `gex_core` package. Parent packages'
     `__init__.py` count as imported, as Python runs them. extra_modules: dotted names
-    the script imports dynamically (a registry's compute function).
+    the script imports dynamically (a registry's compute function). The script itself
+    is not part of the closure (Snakemake reruns a job when its script changes).
     """
     seen: set[Path] = set()
+    looked_up: set[str] = set()  # dotted names already resolved (stat calls are slow)
     pending: list[Path | str] = [script, *extra_modules]
     while pending:
         item = pending.pop()
-        names = {item} if isinstance(item, str) else _imports_of(item)
+        names = {item} if isinstance(item, str) else _parsed(item).imports
         for name in names:
             parts = name.split(".")
             for depth in range(1, len(parts) + 1):
-                path = _module_file(package_root, ".".join(parts[:depth]))
+                module = ".".join(parts[:depth])
+                if module in looked_up:
+                    continue
+                looked_up.add(module)
+                path = _module_file(package_root, module)
                 if path is not None and path not in seen:
                     seen.add(path)
                     pending.append(path)
@@ -75,10 +132,15 @@ def module_closure(
 def source_fingerprint(
     script: str | Path, package_root: str | Path, extra_modules: tuple[str, ...] = ()
 ) -> str:
-    """sha256 (16 hex digits) over the relative paths and contents of the closure."""
+    """sha256 (16 hex digits) over the relative paths and normalised code (AST without
+    docstrings, see module docstring) of the closure."""
     root = Path(package_root)
     digest = hashlib.sha256()
     for path in module_closure(Path(script), root, extra_modules):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
+        relative = path.relative_to(root).as_posix().encode()
+        # The path's length keeps path/code boundaries unambiguous; each module's
+        # normalised code enters by its own (fixed-length) sha256.
+        digest.update(len(relative).to_bytes(8, "big"))
+        digest.update(relative)
+        digest.update(_parsed(path).code_digest)
     return digest.hexdigest()[:16]

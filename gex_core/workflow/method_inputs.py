@@ -222,3 +222,22 @@ class MethodInputs(Problem):
             np.concatenate([c["train_losses"] for c in chains]),
             np.concatenate([c["test_losses"] for c in chains]),
         )
+
+
+def job_method_inputs(smk, **extra) -> MethodInputs:
+    """MethodInputs of the run a job belongs to, from the Snakemake object of a rule
+    with inputs data, labels and model (and the pretraining's trajectory, record,
+    losses and history where the rule reads them), params model, recipe and
+    eval_batch_size, and wildcard seed; extra: further MethodInputs arguments."""
+    pretraining = ("model", "trajectory", "record", "losses", "history")
+    given = set(smk.input.keys())  # `in` on a Namedlist looks at its values
+    return MethodInputs(
+        data_path=smk.input.data,
+        labels_path=smk.input.labels,
+        pretraining={name: smk.input[name] for name in pretraining if name in given},
+        model_name=smk.params.model,
+        seed=int(smk.wildcards.seed),
+        eval_batch_size=smk.params.eval_batch_size,
+        recipe=smk.params.recipe,
+        **extra,
+    )
