@@ -34,10 +34,8 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SAVED = re.compile(r"resume: saved stage (\d+), step (\d+) .*\(t\+([\d.]+) s\)")
-RESUMED = re.compile(
-    r"resume: resumed from stage (\d+), step (\d+) .*\(t\+([\d.]+) s\)"
-)
+SAVED = re.compile(r"resume: saved step (\d+) .*\(t\+([\d.]+) s\)")
+RESUMED = re.compile(r"resume: resumed from step (\d+) .*\(t\+([\d.]+) s\)")
 STARTED = re.compile(r"job ensemble_chains started (\S+)")
 JOB_S = re.compile(r'jax-compile .*"job_s": ([\d.]+)')
 
@@ -62,9 +60,7 @@ def chain_paths(config: dict) -> tuple[str, Path]:
 
     validate_config(config, ROOT / "schemas" / "config.schema.yaml")
     target = paths.chain_files(config, 0)[0]
-    return target, Path("logs") / Path(target).relative_to("results").with_suffix(
-        ".log"
-    )
+    return target, Path(paths.log_file(target))
 
 
 def main() -> None:
@@ -101,7 +97,7 @@ def main() -> None:
     while True:
         text = log.read_text() if log.exists() else ""
         saves = SAVED.findall(text) if STARTED.search(text) else []
-        done = (int(saves[-1][0]) * args.ft_steps + int(saves[-1][1])) if saves else 0
+        done = int(saves[-1][0]) if saves else 0
         if done >= args.kill_at * total_steps:
             break
         if process.poll() is not None:
@@ -141,12 +137,10 @@ def main() -> None:
         "resume_every_s": args.every,
         "T_ref_s": round(t_ref, 2),
         "T_killed_s": round(t_killed, 2),
-        "killed_after_save_at_step": int(last_save[0]) * args.ft_steps
-        + int(last_save[1]),
-        "redone_since_last_save_s": round(t_killed - float(last_save[2]), 2),
-        "resumed_from_step": int(resumed.group(1)) * args.ft_steps
-        + int(resumed.group(2)),
-        "resumed_startup_s": float(resumed.group(3)),
+        "killed_after_save_at_step": int(last_save[0]),
+        "redone_since_last_save_s": round(t_killed - float(last_save[1]), 2),
+        "resumed_from_step": int(resumed.group(1)),
+        "resumed_startup_s": float(resumed.group(2)),
         "T_resumed_s": round(t_resumed, 2),
         "overhead_s": round(t_killed + t_resumed - t_ref, 2),
         "overhead_ratio": round((t_killed + t_resumed) / t_ref, 3),

@@ -77,7 +77,7 @@ def measure(name: str, batch_size: int, steps: int, classes: int) -> dict:
 
 
 # Forward-pass equivalents per training sample of each scoring method, from the
-# digits measurements in the README's cost table (randproj/tracinrp vjp ~30 per
+# digits measurements in docs/results.md's cost table (randproj/tracinrp vjp ~30 per
 # direction block, GEX one forward per member, ...); order-of-magnitude only.
 SCORING_FORWARDS = {
     "gex": lambda c: c["ensemble"]["chains"] * c["ensemble"]["stages"],

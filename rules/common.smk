@@ -61,7 +61,7 @@ for _path in human_label_files(None):
     if not Path(_path).exists():
         raise FileNotFoundError(
             f"noise.label_file: {_path} does not exist. CIFAR-10N/100N labels come from "
-            "https://github.com/UCSC-REAL/cifar-10-100n (see README, Data sets)"
+            "https://github.com/UCSC-REAL/cifar-10-100n (see docs/data.md)"
         )
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gex_core.workflow import paths
 from tests.workflow_util import ROOT, copy_workflow, snakemake
 
 TRAIN = "sgd-e6-b128-lr0.1-wd0.0005-wu0.1-m0.9-T2-augnone"
 RUN = f"results/digits/noise-sym0.2/mlp/{TRAIN}/seed0"
-LOGS = f"logs/digits/noise-sym0.2/mlp/{TRAIN}/seed0"
 MODEL = f"{RUN}/pretrain/model.msgpack"
 ENSEMBLE = "ensemble/ft-lr0.05-s10-b128-S1"
 CHAIN = f"{RUN}/{ENSEMBLE}/chains0-1.npz"
-CHAIN_LOG = f"{LOGS}/{ENSEMBLE}/chains0-1.log"
+CHAIN_LOG = paths.log_file(CHAIN)
 PRETRAIN_OUTPUTS = (
     "model.msgpack",
     "trajectory.msgpack",
@@ -167,7 +167,7 @@ def test_diverging_pretraining_fails_naming_stage_step_and_hyperparameters_and_l
     run = RUN.replace(TRAIN, train)
     run_failing(workflow, workdir, f"{run}/pretrain/model.msgpack", "--cores", "2")
 
-    log = log_text(workdir, f"{LOGS.replace(TRAIN, train)}/pretrain.log")
+    log = log_text(workdir, paths.log_file(MODEL.replace(TRAIN, train)))
     found = re.search(
         r"non-finite training loss in pretrain at step (\d+); hyperparameters: "
         r"(\{.*\})\. Lower the learning rate or check the data\.",
@@ -204,7 +204,7 @@ def test_truncated_dataset_file_is_named(pretrained, tmp_path):
     # target goes before it.
     run_failing(workflow, workdir, MODEL, "--cores", "1", "--allowed-rules", "pretrain")
 
-    log = log_text(workdir, f"{LOGS}/pretrain.log")
+    log = log_text(workdir, paths.log_file(MODEL))
     # the zip's central directory was at the end, in the half cut off
     assert (
         "results/digits/data.npz: not a readable .npz file (File is not a zip file)"

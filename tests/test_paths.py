@@ -178,3 +178,14 @@ def test_chain_files_name_their_chains_and_not_how_many_exist():
     assert paths.chain_range("2", "3") == range(2, 4)
     with pytest.raises(ValueError, match="chains3-2: the first chain must not come"):
         paths.chain_range(3, 2)
+
+
+def test_schema_defaults_are_the_registry_defaults():
+    """The API takes each method's defaults from the registry, the workflow from the
+    schema: they must be the same values."""
+    from gex_core.workflow.config import validate_config
+
+    config = {"dataset": "digits"}
+    validate_config(config, "schemas/config.schema.yaml")
+    for name, spec in METHODS.items():
+        assert config["influence"][name] == spec.defaults, name

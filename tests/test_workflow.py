@@ -9,6 +9,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from gex_core.workflow import paths
 from tests.workflow_util import (
     ROOT,
     assert_same_results,
@@ -529,7 +530,7 @@ def test_automatic_ft_lr_is_calibrated_per_seed_and_read_by_the_chains(smoke, tm
     assert all(record["ft_lr"] < lr < 1.0e9 for lr in refined)
     assert (workdir / ensemble / "calibration.png").stat().st_size > 10_000
     assert (workdir / ensemble / "calibration.json.provenance.json").exists()
-    log = workdir / "logs" / ensemble.removeprefix("results/") / "chains0-0.log"
+    log = workdir / paths.log_file(f"{ensemble}/chains0-0.npz")
     assert f"ft_lr {record['ft_lr']} (calibrated: " in log.read_text()
 
 

@@ -9,20 +9,10 @@ import numpy as np
 from gex_core.training.hooks import NO_CHECKPOINTS, Checkpointer, Log, no_log
 from gex_core.training.losses import Loss, get_loss
 from gex_core.training.models import Model, make_model
-from gex_core.training.recipes import PretrainResult, pretrain
+from gex_core.training.recipes import DEFAULT_TRAINING, PretrainResult, pretrain
 
-# The workflow's default pretraining recipe (config.yaml)
-TRAINING = {
-    "epochs": 60,
-    "batch_size": 64,
-    "lr": 0.05,
-    "weight_decay": 5.0e-4,
-    "warmup_ratio": 0.1,
-    "momentum": 0.9,
-    "num_checkpoints": 5,
-    "augment": "none",
-    "bn_batches": 50,
-}
+# The training recipe's knobs and their defaults (the workflow's config.yaml)
+TRAINING = DEFAULT_TRAINING
 
 
 class TrainedModel(NamedTuple):

@@ -3,7 +3,7 @@
 Delta[m, n] = loss_n(theta_m) - max(loss_n(theta*), tau). With tau > 0 the pretrained loss
 is clamped from below; tau = 0 disables the clamp. On a network that memorised its labels
 (pretrained losses far below tau) the clamp makes Delta ~ -tau for almost all samples and
-inverts the ranking; see the README.
+inverts the ranking; see docs/methods.md.
 
 Kernel (queries j): kernel[n, j] = mean_m Delta_q[m, j] * Delta[m, n] with the per-sample
 test deviations Delta_q[m, j] = loss_j(theta_m) - max(loss_j(theta*), tau), from the same

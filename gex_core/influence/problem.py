@@ -21,23 +21,11 @@ from gex_core.influence.scores import as_query_indices
 from gex_core.training.hooks import NO_CHECKPOINTS, Checkpointer
 from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss
 from gex_core.training.models import Model, trainable
+from gex_core.training.recipes import DEFAULT_TRAINING
 from gex_core.training.seeds import host_rng, jax_key
 from gex_core.training.steps import evaluate, make_eval_fn
 
 Params = Any
-
-# The pretraining recipe a method that retrains (el2n, cl) uses when none is given:
-# the digits default of config.yaml.
-DEFAULT_RECIPE = {
-    "epochs": 60,
-    "batch_size": 64,
-    "lr": 0.05,
-    "weight_decay": 5.0e-4,
-    "warmup_ratio": 0.1,
-    "momentum": 0.9,
-    "augment": "none",
-    "bn_batches": 50,
-}
 
 
 def _needs(what: str, method_hint: str) -> ValueError:
@@ -93,7 +81,7 @@ class Problem:
         self.loss = loss
         self.seed = int(seed)
         self.eval_batch_size = int(eval_batch_size)
-        self.recipe = {**DEFAULT_RECIPE, **(recipe or {})}
+        self.recipe = {**DEFAULT_TRAINING, **(recipe or {})}
         self.checkpointer = checkpointer
         self._params = params
         self._train = (x_train, y_train)

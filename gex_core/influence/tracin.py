@@ -7,7 +7,7 @@ a gradient step on sample n lowers the test loss (helpful), as `scores.py` state
 
 Checkpoint weights: w_t = 1 (the research code, spec 8.6) or, with LR weights, w_t =
 eta_t / mean(eta), so the score is TracIn's sum_t eta_t g^T g' up to one constant. eta_t is
-the learning rate at the end of checkpoint t's epoch (`MethodInputs.trajectory_lrs`); with
+the learning rate at the end of checkpoint t's epoch (`Problem.trajectory_lrs`); with
 a cosine schedule the final checkpoint's eta is 0, so LR weights drop it.
 
 Kernel (queries j): kernel[n, j] = mean_t w_t g_j(theta_t)^T g_n(theta_t), g_j the

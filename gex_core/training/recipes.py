@@ -39,6 +39,18 @@ from gex_core.training.steps import (
 )
 
 Params = Any
+# The workflow's default pretraining recipe (config.yaml), the library's defaults too
+DEFAULT_TRAINING = {
+    "epochs": 60,
+    "batch_size": 64,
+    "lr": 0.05,
+    "weight_decay": 5.0e-4,
+    "warmup_ratio": 0.1,
+    "momentum": 0.9,
+    "num_checkpoints": 5,
+    "augment": "none",
+    "bn_batches": 50,
+}
 
 
 def trajectory_epochs(num_epochs: int, num_checkpoints: int) -> list[int]:

@@ -98,7 +98,12 @@ def path(name: str, **wildcards: Any) -> str:
 
 def log(name: str) -> str:
     """The log file of the job that writes the result file `name`."""
-    return f"logs/{pattern(name).removeprefix('results/')}.log"
+    return log_file(pattern(name))
+
+
+def log_file(output: str) -> str:
+    """The log file of the job whose first output is `output`."""
+    return f"logs/{output.removeprefix('results/')}.log"
 
 
 def benchmark(name: str) -> str:
