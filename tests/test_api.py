@@ -187,7 +187,10 @@ def test_bad_calls_name_the_problem(trained):
         ValueError, match="tracin needs the training's trajectory: pass trajectory="
     ):
         api.influence(model.apply, params, x, y, method="tracin")
-    with pytest.raises(ValueError, match="la_kfac works with softmax cross-entropy"):
+    with pytest.raises(
+        ValueError,
+        match="la_kfac works with the loss softmax_cross_entropy only, not squared_err",
+    ):
         api.influence(model.apply, params, x, y, method="la_kfac", loss="squared_error")
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         get_loss("hinge")

@@ -45,7 +45,7 @@ def test_non_finite_loss_names_stage_step_and_hyperparameters():
         FloatingPointError, match=r"in pretrain at step 11; .*'lr': 9.0"
     ):
         check_finite(
-            Chunk(10, None, losses, None), FitHooks("pretrain"), None, {"lr": 9.0}
+            Chunk(10, None, losses, None), FitHooks(name="pretrain"), None, {"lr": 9.0}
         )
 
 

@@ -62,6 +62,26 @@ def trained_problem(
     )
 
 
+def scored_and_heldout(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    test_fraction: float,
+    seed: int,
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """(rows of x scored, (x_train, y_train, x_test, y_test)) as float32 and int32:
+    all rows and the given held-out data, or without it a stratified test_fraction of
+    the rows held out."""
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.int32)
+    rows = np.arange(y.shape[0])
+    if x_test is None:
+        rows, held = heldout_split(y, test_fraction, seed)
+        x_test, y_test = x[held], y[held]
+    held_out = (np.asarray(x_test, np.float32), np.asarray(y_test, np.int32))
+    return rows, (x[rows], y[rows], *held_out)
+
+
 def find_label_issues(
     x: np.ndarray,
     y: np.ndarray,
@@ -92,13 +112,9 @@ def find_label_issues(
     `test_fraction` of (x, y) that is then held out, not scored.
     """
     loss = get_loss(loss)
-    x, y = np.asarray(x, np.float32), np.asarray(y, np.int32)
-    rows = np.arange(y.shape[0])
-    if x_test is None:
-        rows, held = heldout_split(y, test_fraction, seed)
-        x_test, y_test = x[held], y[held]
-    x_train, y_train = x[rows], y[rows]
-    x_test, y_test = np.asarray(x_test, np.float32), np.asarray(y_test, np.int32)
+    rows, (x_train, y_train, x_test, y_test) = scored_and_heldout(
+        x, y, x_test, y_test, test_fraction, seed
+    )
     trained = train_model(
         x_train,
         y_train,
@@ -114,6 +130,7 @@ def find_label_issues(
     params = trained.result.params
     losses = None
     if "ensemble" in get_method(method).needs:
+        carried = ("weight_decay", "momentum", "augment", "bn_batches")
         fitted = fit_geometric_ensemble(
             trained.model,
             params,
@@ -125,13 +142,7 @@ def find_label_issues(
             seed=seed,
             eval_batch_size=eval_batch_size,
             log=log,
-            **{
-                "weight_decay": trained.recipe["weight_decay"],
-                "momentum": trained.recipe["momentum"],
-                "augment": trained.recipe["augment"],
-                "bn_batches": trained.recipe["bn_batches"],
-                **(ensemble or {}),
-            },
+            **{**{k: trained.recipe[k] for k in carried}, **(ensemble or {})},
         )
         losses = (fitted.train_losses, fitted.heldout_losses)
     problem = trained_problem(

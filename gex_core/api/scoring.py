@@ -68,7 +68,13 @@ def score(
     it, and the (n, Q) train x test kernel of problem.query_indices where it has one.
     options: the method's knobs (`METHODS[method].defaults` for the others)."""
     hp = method_options(method, options)
-    scores = get_method(method).load()(problem, hp)
+    spec = get_method(method)
+    if spec.losses is not None and problem.loss.name not in spec.losses:
+        raise ValueError(
+            f"{method} works with the loss {' or '.join(spec.losses)} only, not "
+            f"{problem.loss.name}; use another method"
+        )
+    scores = spec.load()(problem, hp)
     check_scores(
         method, scores, problem.scored[1].shape[0], problem.query_indices.shape[0]
     )
@@ -90,6 +96,24 @@ def member_losses(
     return np.stack(
         [evaluate(eval_fn, member, x, y, eval_batch_size)[0] for member in members]
     )
+
+
+def check_needs(method: str, model: Model, **given: Any) -> None:
+    """Refuse a call that lacks what the method reads (`MethodSpec.needs`), naming it:
+    given holds the ensemble, trajectory and record passed (None: not given)."""
+    for need in get_method(method).needs:
+        if need == "ensemble" and given["ensemble"] is None:
+            raise ValueError(
+                f"{method} scores a geometric ensemble: fit one with "
+                "fit_geometric_ensemble(...) and pass ensemble="
+            )
+        if need in given and given[need] is None:
+            raise ValueError(f"{method} needs the training's {need}: pass {need}=")
+        if need == "retraining" and model.init is None:
+            raise ValueError(
+                f"{method} trains fresh models: give the model's init "
+                "(as_model(apply, init=...)) or a gex_core Model"
+            )
 
 
 def influence(
@@ -129,21 +153,7 @@ def influence(
     helpful (training on the sample lowers the test loss).
     """
     model, loss = as_model(model), get_loss(loss)
-    spec = get_method(method)
-    if "ensemble" in spec.needs and ensemble is None:
-        raise ValueError(
-            f"{method} scores a geometric ensemble: fit one with "
-            "fit_geometric_ensemble(...) and pass ensemble="
-        )
-    given = {"trajectory": trajectory, "record": record}
-    for need in spec.needs:
-        if need in given and given[need] is None:
-            raise ValueError(f"{method} needs the training's {need}: pass {need}=")
-    if "retraining" in spec.needs and model.init is None:
-        raise ValueError(
-            f"{method} trains fresh models: give the model's init (as_model(apply, "
-            "init=...)) or a gex_core Model"
-        )
+    check_needs(method, model, ensemble=ensemble, trajectory=trajectory, record=record)
     losses = None
     if ensemble is not None:
         if ensemble.train_losses.shape[1] != len(y_train):

@@ -19,6 +19,7 @@ faster where one chain's step leaves the device idle (accelerators), slower on a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -65,40 +66,30 @@ class ChainResult(NamedTuple):
     test_losses: np.ndarray
 
 
+@dataclass(kw_only=True, eq=False)
 class _StageEnds(FitHooks):
     """At the end of every stage: each chain's batch-norm refresh, its member's
     per-sample losses (train and held-out), the log line, the snapshot, and a fresh
     optimiser for the next stage."""
 
-    def __init__(
-        self,
-        *,
-        model: Model,
-        program: Program,
-        tx: optax.GradientTransformation,
-        chains: list[int],
-        start: Params,
-        data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-        x_all: jax.Array,
-        seed: int,
-        recipe: FineTuning,
-        eval_fn: Callable,
-        eval_batch_size: int,
-        log: Log,
-        mesh: Mesh,
-    ) -> None:
-        super().__init__()
-        self.model, self.program, self.tx, self.chains = model, program, tx, chains
-        self.start, self.data, self.x_all, self.seed = start, data, x_all, seed
-        self.recipe, self.eval_fn, self.eval_batch_size = (
-            recipe,
-            eval_fn,
-            eval_batch_size,
-        )
-        self.log, self.mesh = log, mesh
-        self.members: list[list[Params]] = [[] for _ in chains]
-        self.train_losses: list[list[np.ndarray]] = [[] for _ in chains]
-        self.test_losses: list[list[np.ndarray]] = [[] for _ in chains]
+    model: Model
+    program: Program
+    tx: optax.GradientTransformation
+    chains: list[int]
+    start: Params
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    x_all: jax.Array
+    seed: int
+    recipe: FineTuning
+    eval_fn: Callable
+    eval_batch_size: int
+    log: Log
+    mesh: Mesh
+
+    def __post_init__(self) -> None:
+        self.members: list[list[Params]] = [[] for _ in self.chains]
+        self.train_losses: list[list[np.ndarray]] = [[] for _ in self.chains]
+        self.test_losses: list[list[np.ndarray]] = [[] for _ in self.chains]
 
     def where(self, lane: int | None, step: int) -> str:
         stage, within = divmod(step, self.recipe.ft_steps)

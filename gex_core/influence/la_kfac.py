@@ -41,7 +41,6 @@ from gex_core.influence.kfac import (
 )
 from gex_core.influence.scores import Scores
 from gex_core.training.batching import batched_map, sample_batches
-from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY
 
 Params = Any
 
@@ -155,11 +154,6 @@ def compute(inputs, hp: dict) -> Scores:
     at 1e-2). The Fisher batches come from the "curvature_batches" stream, the label
     draws and the posterior draws from "la_kfac".
     """
-    if inputs.loss is not SOFTMAX_CROSS_ENTROPY:
-        raise ValueError(
-            f"la_kfac works with softmax cross-entropy only (its Fisher samples labels "
-            f"from the softmax), not {inputs.loss.name}; use another method"
-        )
     x_train, y_train = inputs.train_set
     x_test, y_test = inputs.test_set
     batches = sample_batches(

@@ -30,6 +30,7 @@ class MethodSpec:
     kernel: whether compute returns the train x test influence kernel (N, Q) of the
         query set (Problem.query_indices) when Q > 0 (None otherwise, and always
         None when false).
+    losses: the per-sample losses (by name) compute is defined for; None: any.
     shardable: whether compute scores any row range (Problem.scored_rows) with the
         same result as those rows of the whole set: each sample's score depends only
         on the sample and on state every shard rebuilds identically (parameters,
@@ -47,6 +48,7 @@ class MethodSpec:
     kernel: bool = False
     shardable: bool = False
     only_when: dict[str, tuple[str, str]] = field(default_factory=dict)
+    losses: tuple[str, ...] | None = None
 
     def applicable(self, hp: dict) -> dict:
         """The knobs of hp that take effect: a knob listed in only_when as (other knob,
@@ -84,6 +86,9 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="la_kfac",
+            # its Fisher samples labels from the softmax; its linearised deviations
+            # are softmax cross-entropy's
+            losses=("softmax_cross_entropy",),
             defaults={
                 "alpha": 0.0001,
                 "batch_size": 64,

@@ -17,6 +17,7 @@ per lane (bitwise the one-lane numbers) or one step vmapped over the lanes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -68,15 +69,16 @@ class Program(NamedTuple):
     unpack: Callable[[Any], Any] = identity
 
 
+@dataclass(kw_only=True, eq=False)
 class FitHooks:
     """What a caller adds to the loop; every method may be left as it is.
 
-    after_chunk may return a new state (batch-norm refresh, snapshot, a fresh optimiser
-    at a stage boundary); progress/arrays/template/restore carry the hooks' own state
-    through a checkpoint (progress JSON-able, arrays a pytree)."""
+    name: the run in error messages. after_chunk may return a new state (batch-norm
+    refresh, snapshot, a fresh optimiser at a stage boundary); progress/arrays/
+    template/restore carry the hooks' own state through a checkpoint (progress
+    JSON-able, arrays a pytree)."""
 
-    def __init__(self, name: str = "training") -> None:
-        self.name = name
+    name: str = "training"
 
     def where(self, lane: int | None, step: int) -> str:
         """Names the run and step in the error at a non-finite loss."""

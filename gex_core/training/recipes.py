@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -135,44 +136,33 @@ class PretrainResult(NamedTuple):
     record: TrainingRecord
 
 
+@dataclass(kw_only=True, eq=False)
 class _PretrainHooks(FitHooks):
     """Per epoch: the per-sample record, the history row, the evaluation (after a
     batch-norm refresh) when due, the trajectory checkpoints and the log."""
 
-    def __init__(
-        self,
-        *,
-        model: Model,
-        eval_fn: Callable,
-        x_all: jax.Array,
-        x_test: np.ndarray,
-        y_test: np.ndarray,
-        template: Params,
-        schedule: optax.Schedule,
-        seed: int,
-        epochs: int,
-        steps_per_epoch: int,
-        num_checkpoints: int,
-        batch_size: int,
-        eval_batch_size: int,
-        augment: str,
-        bn_batches: int,
-        log: Log,
-        mesh: Mesh,
-    ) -> None:
-        super().__init__("pretrain")
-        self.model, self.eval_fn, self.x_all = model, eval_fn, x_all
-        self.x_test, self.y_test, self.params_template = x_test, y_test, template
-        self.schedule, self.seed, self.epochs = schedule, seed, epochs
-        self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
-        self.eval_batch_size, self.augment, self.bn_batches = (
-            eval_batch_size,
-            augment,
-            bn_batches,
-        )
-        self.log, self.mesh = log, mesh
-        self.save_at = set(trajectory_epochs(epochs, num_checkpoints))
-        n = x_all.shape[0]
+    name: str = "pretrain"
+    model: Model
+    eval_fn: Callable
+    x_all: jax.Array
+    x_test: np.ndarray
+    y_test: np.ndarray
+    params_template: Params
+    schedule: optax.Schedule
+    seed: int
+    epochs: int
+    steps_per_epoch: int
+    num_checkpoints: int
+    batch_size: int
+    eval_batch_size: int
+    augment: str
+    bn_batches: int
+    log: Log
+    mesh: Mesh
+
+    def __post_init__(self) -> None:
+        self.save_at = set(trajectory_epochs(self.epochs, self.num_checkpoints))
+        n = self.x_all.shape[0]
         self.record = (
             np.zeros(n, np.float32),  # last loss
             np.zeros(n, np.int32),  # forgetting events
@@ -322,7 +312,7 @@ def pretrain(
         x_all=x_all,
         x_test=x_test,
         y_test=y_test,
-        template=params,
+        params_template=params,
         schedule=schedule,
         seed=seed,
         epochs=epochs,
@@ -444,7 +434,7 @@ def fit_fresh(
         num_steps=num_steps,
         period_steps=steps_per_epoch,
         hparams=dict(epochs=epochs, batch_size=batch_size, lr=lr, n=subset.shape[0]),
-        hooks=FitHooks(stage),
+        hooks=FitHooks(name=stage),
         checkpointer=checkpointer,
         place=lambda tree: replicate(tree, mesh),
     )
