@@ -174,7 +174,9 @@ def test_kfac_is_exact_for_one_input(module, input_shape):
 
 
 def test_sampled_labels_converge_to_exact_expectation():
-    """The Fisher (sampled labels) path estimates the same G as the exact expectation."""
+    """The Fisher (sampled labels) path estimates the same G as the exact expectation:
+    measured errors 0.016 and 0.021, the Monte-Carlo error of 4000 draws; the bound
+    leaves little room, so a G biased by a few percent fails."""
     with jax.enable_x64(True):
         model, params = flax_model(DenseNet(), (4, 1, 1))
         x = np.repeat(inputs(1, (4, 1, 1)), 500, axis=0)
@@ -188,7 +190,7 @@ def test_sampled_labels_converge_to_exact_expectation():
         err = np.linalg.norm(sampled[name].G - exact[name].G) / np.linalg.norm(
             exact[name].G
         )
-        assert err < 0.1, (name, err)
+        assert err < 0.03, (name, err)
 
 
 @pytest.mark.parametrize(
@@ -276,8 +278,8 @@ def fvp_errors(infos, factors, fisher, slices) -> tuple[dict, float, float]:
 @pytest.mark.parametrize(
     ("module", "input_shape", "bound"),
     [
-        (DenseNet(), (4, 1, 1), 0.48),
-        (ConvNet((("features", 2), ("kernel_size", (2, 2)))), (3, 3, 1), 0.90),
+        (DenseNet(), (4, 1, 1), 0.48),  # measured 0.461
+        (ConvNet((("features", 2), ("kernel_size", (2, 2)))), (3, 3, 1), 0.90),  # 0.889
     ],
     ids=["dense", "conv-same"],
 )
@@ -298,19 +300,21 @@ def test_kfac_fisher_vector_product_error(module, input_shape, bound):
 
 def test_kfac_dense_blocks_are_near_exact_when_gradients_barely_vary():
     """With small weights, output gradients hardly depend on the input, so K-FAC's
-    independence assumption holds and Dense blocks match (measured 0.002, 0.039)."""
+    independence assumption holds and Dense blocks match (measured 0.0016, 0.039)."""
     with jax.enable_x64(True):
         _, _, _, infos, factors, fisher, slices = kfac_setup(
             DenseNet(), (4, 1, 1), 64, std=0.1
         )
     blocks, _, _ = fvp_errors(infos, factors, fisher, slices)
-    assert max(blocks.values()) < 0.08
+    assert max(blocks.values()) < 0.045
 
 
 def test_kfac_conv_block_has_the_right_scale():
     """The Conv convention (A mean over positions, G sum over positions) gives the
     exact block's scale: the best scalar c in min ||c K - F|| is ~1 (a mean-mean or
-    sum-sum convention would be off by the 16 positions)."""
+    sum-sum convention would be off by the 16 positions). Measured 1.057; the bound
+    is tight enough that miscounting the positions by one (x 16/15 or 15/16: 1.127 or
+    0.991) fails."""
     conv = (("features", 2), ("kernel_size", (2, 2)), ("padding", "VALID"))
     with jax.enable_x64(True):
         _, _, _, infos, factors, fisher, slices = kfac_setup(
@@ -320,7 +324,7 @@ def test_kfac_conv_block_has_the_right_scale():
     kron = np.kron(factors["Conv_0"].A, factors["Conv_0"].G)
     best = np.sum(kron * fisher[sl, sl]) / np.sum(kron * kron)
     print(f"best scale of the Conv block: {best:.3f}")
-    assert 0.75 < best < 1.33
+    assert 1.03 < best < 1.08
 
 
 def test_posterior_transform_has_the_laplace_covariance():
@@ -381,11 +385,12 @@ def test_sample_posterior_covariance_and_shapes():
             n / sigma**2 * np.kron(f.A, f.G) + np.eye(size) / alpha**2
         )
         err = np.linalg.norm(cov[sl, sl] - expected) / np.linalg.norm(expected)
-        assert err < 0.05, (name, err)
-    # Independent layers: cross-covariances are Monte-Carlo noise, ~sqrt(c_ii c_jj / m).
+        assert err < 0.025, (name, err)  # measured 0.015, 0.020 (40000 draws)
+    # Independent layers: cross-covariances are Monte-Carlo noise, ~sqrt(c_ii c_jj / m);
+    # measured at most 3.07 noise units over the 180 pairs (|N(0, 1)| max ~2.9).
     sd = np.sqrt(np.diag(cov))
     noise = np.outer(sd[slices[0]], sd[slices[1]]) / np.sqrt(m)
-    assert (np.abs(cov[slices[0], slices[1]]) < 5 * noise).all()
+    assert (np.abs(cov[slices[0], slices[1]]) < 3.5 * noise).all()
 
 
 def test_linearised_loss_deviation_matches_influence_identity():
@@ -422,7 +427,7 @@ def test_linearised_loss_deviation_matches_influence_identity():
     expected = np.einsum("np,pq,nq->n", grads, cov, grads)
     observed = np.mean((member - loss[None]) ** 2, axis=0)
     print(f"max relative error {np.max(np.abs(observed / expected - 1)):.4f}")
-    np.testing.assert_allclose(observed, expected, rtol=0.05)
+    np.testing.assert_allclose(observed, expected, rtol=0.02)  # measured 0.0125
 
 
 def test_loss_deviation_is_precise_for_small_and_large_perturbations():
@@ -460,10 +465,65 @@ def tiny_problem():
     return model, params, x, y
 
 
-def test_la_kfac_scores_finite_and_deterministic():
+def reference_scores(model, params, x, y, x_test, y_test, batches, key, hp):
+    """la_kfac's (self, test) influence from its definition: the posterior draws from the
+    K-FAC pieces (each checked against explicit Fishers above) with the key split into
+    (Fisher labels, posterior) and N = len(x); the linearised member logits f + J delta_m
+    by one jax.jvp per member; float64 cross-entropies; the GEX means written out, the
+    pretrained losses clamped at tau."""
+    fisher_key, posterior_key = jax.random.split(key)
+    factors = kfac.kfac_factors(model.apply, params, x, batches, fisher_key)
+    infos = kfac.layer_infos(model.apply, params, x[batches[0]])
+    deltas = kfac.sample_posterior(
+        kfac.eigen_blocks(factors),
+        infos,
+        params,
+        posterior_key,
+        hp["members"],
+        x.shape[0],
+        hp["alpha"],
+        hp["sigma"],
+    )
+
+    def ce(z, labels):  # (..., B, C), (B,) -> (..., B)
+        top = z.max(axis=-1, keepdims=True)
+        lse = top[..., 0] + np.log(np.exp(z - top).sum(axis=-1))
+        picked = np.broadcast_to(labels, z.shape[:-1])[..., None]
+        return lse - np.take_along_axis(z, picked, -1)[..., 0]
+
+    def losses(xs, ys):
+        def tangent(d):
+            return jax.jvp(lambda p: model.apply(p, xs), (params,), (d,))[1]
+
+        logits = np.asarray(model.apply(params, xs), np.float64)
+        u = np.asarray(jax.jit(jax.vmap(tangent))(deltas), np.float64)
+        return ce(logits, ys), ce(logits[None] + u, ys)
+
+    loss, member = losses(x, y)
+    loss_test, member_test = losses(x_test, y_test)
+    dev = member - np.maximum(loss, hp["tau"])[None]
+    dev_test = member_test.mean(axis=1) - max(loss_test.mean(), hp["tau"])
+    return np.mean(dev**2, axis=0), np.mean(dev_test[:, None] * dev, axis=0)
+
+
+def assert_matches_reference(scores, reference):
+    """float32 scores against the float64 reference: measured at most 3e-5 relative per
+    sample and 1e-6 of the largest |score| (float32 rounding); a wrong key, N or member
+    draw changes the scores by far more, and so does ignoring tau (by 66% of the
+    largest self-influence in the tau = 0.3 test)."""
+    for got, want in zip(
+        (scores.self_influence, scores.test_influence), reference, strict=True
+    ):
+        scale = np.abs(want).max()
+        assert scale > 1e-5  # not trivially zero
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_la_kfac_scores_match_reference_and_are_deterministic():
+    """tau = 0.3 clamps 3 of the 32 pretrained losses (the smallest is 0.065)."""
     model, params, x, y = tiny_problem()
     inputs = Problem(model, params, x[:32], y[:32], x[32:], y[32:], seed=3)
-    hp = {"members": 4, "alpha": 0.1, "sigma": 0.1, "tau": 0.05}
+    hp = {"members": 4, "alpha": 0.1, "sigma": 0.1, "tau": 0.3}
     hp |= {"num_batches": 3, "batch_size": 16}
     batches = sample_batches(32, 3, 16, inputs.rng("curvature_batches"))
     assert batches.shape == (3, 16)
@@ -481,16 +541,25 @@ def test_la_kfac_scores_finite_and_deterministic():
             members=4,
             alpha=0.1,
             sigma=0.1,
-            tau=0.05,
+            tau=0.3,
             eval_batch_size=16,
         )
 
     first, other = run(inputs.key("la_kfac")), run(jax.random.key(1))
     again = compute(inputs, hp)  # the registry adapter draws the same batches and key
     assert first.self_influence.shape == (32,) and first.test_influence.shape == (32,)
-    assert np.isfinite(first.self_influence).all()
-    assert np.isfinite(first.test_influence).all()
-    assert (first.self_influence > 0).all()
+    reference = reference_scores(
+        model,
+        params,
+        x[:32],
+        y[:32],
+        x[32:],
+        y[32:],
+        batches,
+        inputs.key("la_kfac"),
+        hp,
+    )
+    assert_matches_reference(first, reference)
     np.testing.assert_array_equal(first.self_influence, again.self_influence)
     np.testing.assert_array_equal(first.test_influence, again.test_influence)
     assert not np.allclose(first.self_influence, other.self_influence)
@@ -729,7 +798,7 @@ def test_bn_posterior_draw_closed_form():
 
 
 def test_la_kfac_scores_on_bn_model():
-    """End to end on the float32 BN model: finite, positive, deterministic."""
+    """End to end on the float32 BN model: the reference scores, deterministic."""
     model, variables = bn_flax_model(
         ConvBNNet((("features", 3), ("kernel_size", (2, 2)))),
         (3, 3, 1),
@@ -759,9 +828,11 @@ def test_la_kfac_scores_on_bn_model():
 
     first, again = run(), run()
     assert first.self_influence.shape == (32,) and first.test_influence.shape == (32,)
-    assert np.isfinite(first.self_influence).all()
-    assert np.isfinite(first.test_influence).all()
-    assert (first.self_influence > 0).all()
+    hp = {"members": 4, "alpha": 0.1, "sigma": 0.1, "tau": 0.0}
+    reference = reference_scores(
+        model, variables, x[:32], y[:32], x[32:], y[32:], batches, jax.random.key(4), hp
+    )
+    assert_matches_reference(first, reference)
     np.testing.assert_array_equal(first.self_influence, again.self_influence)
     np.testing.assert_array_equal(first.test_influence, again.test_influence)
 

@@ -1,15 +1,23 @@
 """Loaders for on-disk data sets, tested on tiny files written in the real formats."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 
-from gex_core.data.load import IMAGE_DATASETS, read_human_labels, required_files
+from gex_core.data.load import (
+    HUMAN_LABELS,
+    IMAGE_DATASETS,
+    read_human_labels,
+    reader_module,
+    required_files,
+)
 from gex_core.data.load import load_dataset as load_images
 from gex_core.data.readers.common import DataFileError
 from gex_core.data.readers.npz import load_npz_dataset
+from gex_core.workflow.fingerprint import module_closure
 from tests.formats import (
     CIFAR10_BATCHES,
     IDX_NAMES,
@@ -22,6 +30,52 @@ from tests.formats import (
     write_svhn,
     write_tar,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
+READERS_DIR = "gex_core/data/readers/"
+
+
+def readers_in_closure(script, extra_modules=()):
+    """The reader files (gex_core/data/readers/...) in the real code fingerprint
+    closure of a job script."""
+    closure = module_closure(ROOT / "workflow_scripts" / script, ROOT, extra_modules)
+    names = (path.relative_to(ROOT).as_posix() for path in closure)
+    return {name for name in names if name.startswith(READERS_DIR)}
+
+
+# --- Which reader a stage's fingerprint holds ---------------------------------------
+
+
+def test_the_dataset_job_holds_only_its_data_sets_reader():
+    mnist = readers_in_closure("make_dataset.py", (reader_module("mnist"),))
+    assert READERS_DIR + "idx.py" in mnist
+    assert READERS_DIR + "svhn.py" not in mnist
+    assert mnist == {
+        READERS_DIR + name for name in ("__init__.py", "common.py", "idx.py")
+    }
+    assert reader_module("digits") is None
+    assert readers_in_closure("make_dataset.py") == set()
+
+
+@pytest.mark.parametrize("dataset", [*IMAGE_DATASETS, "npz"])
+def test_each_data_set_fingerprints_its_own_reader_only(dataset):
+    module = reader_module(dataset)
+    own = READERS_DIR + module.rsplit(".", 1)[1] + ".py"
+    held = readers_in_closure("make_dataset.py", (module,))
+    assert held == {READERS_DIR + "__init__.py", READERS_DIR + "common.py", own}
+
+
+def test_human_labels_reader_is_held_only_when_named():
+    assert readers_in_closure("make_labels.py") == set()
+    held = readers_in_closure("make_labels.py", (HUMAN_LABELS,))
+    assert READERS_DIR + "cifar_n.py" in held
+    assert READERS_DIR + "cifar.py" not in held
+
+
+def test_unknown_data_set_has_no_reader():
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        reader_module("imagenet")
+
 
 # --- MNIST and Fashion-MNIST --------------------------------------------------------
 
