@@ -42,6 +42,7 @@ from gex_core.workflow.io import write_npz
 from gex_core.workflow.method_inputs import MethodInputs
 from gex_core.workflow.stages.influence import run_influence
 from tests.helpers import tiny_data, tiny_mlp
+from tests.workflow_util import pretraining_files
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -571,16 +572,7 @@ def method_inputs(root, queries: int) -> MethodInputs:
     return TinyRunInputs(
         data_path=str(root / "data.npz"),
         labels_path=str(root / "labels.npz"),
-        pretraining={
-            name: str((root / "pretrain") / file)
-            for name, file in [
-                ("model", "model.msgpack"),
-                ("trajectory", "trajectory.msgpack"),
-                ("record", "record.npz"),
-                ("losses", "losses.npz"),
-                ("history", "history.tsv"),
-            ]
-        },
+        pretraining=pretraining_files(root / "pretrain"),
         model_name="mlp",
         seed=0,
         eval_batch_size=16,

@@ -15,6 +15,7 @@ from tests.workflow_util import (
     assert_same_results,
     copy_workflow,
     planned_jobs,
+    pretraining_files,
     result_files,
     snakemake,
 )
@@ -358,16 +359,7 @@ def test_every_registered_method_runs_on_real_workflow_artifacts(smoke):
     inputs = MethodInputs(
         data_path=str(workdir / "results/digits/data.npz"),
         labels_path=str(workdir / "results/digits/noise-sym0.2/labels/seed0.npz"),
-        pretraining={
-            name: str((run / "pretrain") / file)
-            for name, file in [
-                ("model", "model.msgpack"),
-                ("trajectory", "trajectory.msgpack"),
-                ("record", "record.npz"),
-                ("losses", "losses.npz"),
-                ("history", "history.tsv"),
-            ]
-        },
+        pretraining=pretraining_files(run / "pretrain"),
         model_name="mlp",
         seed=0,
         eval_batch_size=512,

@@ -137,3 +137,15 @@ def assert_same_results(first: Path, second: Path) -> int:
     for name, path in a.items():
         assert_same_result(name, path, b[name])
     return len(a)
+
+
+def pretraining_files(folder: Path) -> dict[str, str]:
+    """MethodInputs' pretraining files of a run's pretrain/ folder, by name."""
+    names = {
+        "model": "model.msgpack",
+        "trajectory": "trajectory.msgpack",
+        "record": "record.npz",
+        "losses": "losses.npz",
+        "history": "history.tsv",
+    }
+    return {name: str(folder / file) for name, file in names.items()}
