@@ -189,3 +189,36 @@ def test_schema_defaults_are_the_registry_defaults():
     validate_config(config, "schemas/config.schema.yaml")
     for name, spec in METHODS.items():
         assert config["influence"][name] == spec.defaults, name
+
+
+def test_the_librarys_defaults_are_the_workflows():
+    """Training, fine-tuning and calibration defaults are written twice, in the schema
+    (workflow) and as keyword defaults of the library and API: they must agree."""
+    import inspect
+
+    from gex_core.api.ensemble import DEFAULT_GRID, calibrate_ft_lr, fine_tuning_recipe
+    from gex_core.influence.problem import Problem
+    from gex_core.training.recipes import DEFAULT_TRAINING
+    from gex_core.workflow.config import validate_config
+
+    config = {"dataset": "digits"}
+    validate_config(config, "schemas/config.schema.yaml")
+    pre, ens = config["pretrain"], config["ensemble"]
+    assert {key: pre[key] for key in DEFAULT_TRAINING} == DEFAULT_TRAINING
+    recipe = fine_tuning_recipe()
+    assert (recipe.stages, recipe.ft_steps, recipe.batch_size) == (
+        ens["stages"],
+        ens["ft_steps"],
+        ens["batch_size"],
+    )
+    assert (recipe.weight_decay, recipe.momentum, recipe.bn_batches) == (
+        pre["weight_decay"],
+        pre["momentum"],
+        pre["bn_batches"],
+    )
+    assert list(DEFAULT_GRID) == ens["calibration"]["grid"]
+    calibrate = inspect.signature(calibrate_ft_lr).parameters
+    assert calibrate["tolerance"].default == ens["calibration"]["tolerance"]
+    assert calibrate["refine"].default == ens["calibration"]["refine"]
+    problem = inspect.signature(Problem).parameters
+    assert problem["eval_batch_size"].default == config["eval_batch_size"]

@@ -102,7 +102,7 @@ def find_label_issues(
     """Which labels of (x, y) look wrong, and what they should be.
 
     x: images (N, H, W, C), y: labels (N,) as given. Trains the bundled `model` on
-    them (training: knobs of TRAINING), scores every training sample with `method`
+    them (training: knobs of `training.recipes.DEFAULT_TRAINING`), scores every training sample with `method`
     (options: its knobs; for gex, ensemble: knobs of `fit_geometric_ensemble`, its
     ft_lr calibrated on the held-out data by default) and returns one row per training
     sample, most suspicious first: index (row of x), given_label, suggested_label (the

@@ -11,9 +11,6 @@ from gex_core.training.losses import Loss, get_loss
 from gex_core.training.models import Model, make_model
 from gex_core.training.recipes import DEFAULT_TRAINING, PretrainResult, pretrain
 
-# The training recipe's knobs and their defaults (the workflow's config.yaml)
-TRAINING = DEFAULT_TRAINING
-
 
 class TrainedModel(NamedTuple):
     """model: the network; result: its training (final params, trajectory, history,
@@ -41,15 +38,16 @@ def train_model(
 ) -> TrainedModel:
     """Train a bundled model (cnn, mlp, vgg, resnet18) on images x (N, H, W, C) and
     labels y (N,) from the seed's initialisation, as the workflow's pretraining
-    (recipe: the knobs of TRAINING); (x_test, y_test) is what its history reports."""
-    unknown = sorted(set(recipe) - set(TRAINING))
+    (recipe: the knobs of DEFAULT_TRAINING); (x_test, y_test) is what its history reports."""
+    unknown = sorted(set(recipe) - set(DEFAULT_TRAINING))
     if unknown:
         raise ValueError(
             f"unknown training option {', '.join(unknown)}; known: "
-            f"{', '.join(TRAINING)}"
+            f"{', '.join(DEFAULT_TRAINING)}"
         )
     recipe = {
-        key: type(TRAINING[key])(value) for key, value in {**TRAINING, **recipe}.items()
+        key: type(DEFAULT_TRAINING[key])(value)
+        for key, value in {**DEFAULT_TRAINING, **recipe}.items()
     }
     classes = (
         int(max(y.max(), y_test.max())) + 1 if num_classes is None else num_classes

@@ -240,11 +240,6 @@ def unstack_tree(tree: Any) -> list[Any]:
     return [jax.tree.map(lambda leaf, g=g: leaf[g], tree) for g in range(count)]
 
 
-def single_program(step: Callable[..., tuple]) -> Program:
-    """One model: the state is the model's own."""
-    return Program(step)
-
-
 def lane_program(
     apply: Callable,
     tx: optax.GradientTransformation,

@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gex_core.api.training import TRAINING, train_model
+from gex_core.api.training import train_model
 from gex_core.evaluation.figures import learning_curve
 from gex_core.training.devices import data_mesh, describe
 from gex_core.training.hooks import log_to_stderr
 from gex_core.training.models import num_params
+from gex_core.training.recipes import DEFAULT_TRAINING
 from gex_core.training.steps import evaluate, make_eval_fn
 from gex_core.workflow.artifacts import read_noisy_dataset
 from gex_core.workflow.checkpoints import save_params
@@ -47,7 +48,7 @@ def run_pretraining(
         eval_batch_size=eval_batch_size,
         log=log_to_stderr,
         checkpointer=resume,
-        **{key: recipe[key] for key in TRAINING},
+        **{key: recipe[key] for key in DEFAULT_TRAINING},
     )
     model, result = trained.model, trained.result
     print(f"{model_name}: {num_params(result.params)} parameters")
