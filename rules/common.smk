@@ -44,6 +44,10 @@ def data_files(wildcards):
         return []
     if config["dataset"] == "npz":
         return [config["data_file"]]
+    if config["dataset"] == "folder":
+        from gex_core.data.load import folder_files
+
+        return [str(p) for p in folder_files(config["data_dir"])]
     from gex_core.data.load import required_files
 
     return [str(p) for p in required_files(config["dataset"], config["data_dir"])]
@@ -55,8 +59,15 @@ def human_label_files(wildcards):
     return [str(Path(config["data_dir"]) / config["noise"]["label_file"])]
 
 
-if not Path(paths.result(config, "data")).exists():
+_STORED = Path(paths.result(config, "data")).exists()
+if config["dataset"] == "folder" or not _STORED:
     data_files(None)
+if config["dataset"] == "folder" and not _STORED:
+    # Decode every image now: a truncated or odd-sized one is named before any job
+    # runs or writes (the dataset job reads the folder again to store it).
+    from gex_core.data.load import load_dataset
+
+    load_dataset("folder", config["data_dir"], test_fraction=config["test_fraction"])
 for _path in human_label_files(None):
     if not Path(_path).exists():
         raise FileNotFoundError(
@@ -84,7 +95,7 @@ wildcard_constraints:
     mode=r"hard|soft",
     order=r"lowest|highest",
     fraction=r"0\.[0-9]+",
-    setting=exactly(*paths.RELABEL_BASELINES),
+    setting=exactly(*paths.relabel_baselines(config)),
 
 
 _FINGERPRINTS = {}
@@ -171,7 +182,12 @@ def training_set_size():
         return stored_train_size(str(stored))
     from gex_core.data.load import load_dataset
 
-    split = load_dataset(config["dataset"], config["data_dir"], config["data_file"])
+    split = load_dataset(
+        config["dataset"],
+        config["data_dir"],
+        config["data_file"],
+        config["test_fraction"],
+    )
     return len(split.y_train)
 
 

@@ -18,6 +18,10 @@ rule dataset:
         dataset=config["dataset"],
         data_dir=config["data_dir"],
         data_file=config["data_file"],
+        # only a folder without test/ reads it: other data sets do not rerun on it
+        test_fraction=(
+            config["test_fraction"] if config["dataset"] == "folder" else None
+        ),
         code=dataset_code(),
     script:
         "../workflow_scripts/make_dataset.py"

@@ -174,3 +174,31 @@ rule rank_agreement:
         code=code("rank_agreement.py"),
     script:
         "../workflow_scripts/rank_agreement.py"
+
+
+rule summarize_label_issues:
+    input:
+        data=paths.pattern("data"),
+        labels=lambda wc: paths.per_seed(config, "labels"),
+        scores=lambda wc: paths.per_method(config, "scores", [wc.method]),
+        predictions=lambda wc: paths.per_seed(config, "predictions"),
+    output:
+        table=paths.pattern("label_issues_table"),
+        top=report(
+            paths.pattern("label_issues_top"),
+            caption="../report/label_issues.rst",
+            category="Label issues",
+            subcategory="{method}",
+            labels={"method": "{method}", "table": "top over seeds"},
+        ),
+    log:
+        paths.log("label_issues_table"),
+    localrule: True
+    conda:
+        "../envs/gex.yaml"
+    params:
+        graded=paths.has_noise(config),
+        top=config["figures"]["gallery"],
+        code=code("summarize_label_issues.py"),
+    script:
+        "../workflow_scripts/summarize_label_issues.py"

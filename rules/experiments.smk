@@ -27,6 +27,7 @@ rule relabel:
         gpu=GPU,
     params:
         **RETRAINING_PARAMS,
+        graded=paths.has_noise(config),
         code=code("relabel.py"),
     script:
         "../workflow_scripts/relabel.py"
@@ -74,34 +75,38 @@ rule prune:
         gpu=GPU,
     params:
         **RETRAINING_PARAMS,
+        graded=paths.has_noise(config),
         code=code("prune.py"),
     script:
         "../workflow_scripts/prune.py"
 
 
-rule gallery:
+rule label_issues:
     input:
         data=paths.pattern("data"),
         labels=paths.pattern("labels"),
         scores=paths.pattern("scores"),
+        predictions=paths.pattern("predictions"),
     output:
+        table=paths.pattern("label_issues"),
         figure=report(
             paths.pattern("gallery"),
             caption="../report/gallery.rst",
-            category="Flagged samples",
+            category="Label issues",
             subcategory="{method}",
             labels={"method": "{method}", "seed": "{seed}", "figure": "gallery"},
         ),
     log:
-        paths.log("gallery"),
+        paths.log("label_issues"),
     localrule: True
     conda:
         "../envs/gex.yaml"
     params:
         images=config["figures"]["gallery"],
-        code=code("gallery.py"),
+        graded=paths.has_noise(config),
+        code=code("label_issues.py"),
     script:
-        "../workflow_scripts/gallery.py"
+        "../workflow_scripts/label_issues.py"
 
 
 rule examples:

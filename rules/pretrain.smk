@@ -1,4 +1,5 @@
-# Pretraining: final model, trajectory checkpoints, per-sample record, history, plot.
+# Pretraining: final model, trajectory checkpoints, per-sample record, history, plot;
+# then the model's class probabilities on the training images.
 
 
 rule pretrain:
@@ -33,3 +34,28 @@ rule pretrain:
         code=code("pretrain.py"),
     script:
         "../workflow_scripts/pretrain.py"
+
+
+rule predictions:
+    input:
+        data=paths.pattern("data"),
+        labels=paths.pattern("labels"),
+        model=paths.pattern("model"),
+    output:
+        predictions=paths.pattern("predictions"),
+    log:
+        paths.log("predictions"),
+    benchmark:
+        paths.benchmark("predictions")
+    conda:
+        "../envs/gex.yaml"
+    threads: 1
+    resources:
+        gpu=GPU,
+    params:
+        model=config["model"],
+        recipe=config["pretrain"],
+        eval_batch_size=config["eval_batch_size"],
+        code=code("predictions.py"),
+    script:
+        "../workflow_scripts/predictions.py"

@@ -101,3 +101,19 @@ def write_cifar10_binary(folder, n_train=10, n_test=5, seed=0):
         y = (np.arange(n) + b) % 10
         x = rng.integers(0, 128, (n, 32, 32, 3)) + 12 * y[:, None, None, None]
         (folder / name).write_bytes(cifar_bytes(x.astype(np.uint8), y))
+
+
+def write_image_folder(root, images, labels, class_names, split="train", suffix="png"):
+    """Images (N, H, W, C) uint8, C = 1 or 3, as root/split/<class>/<i>.<suffix>;
+    returns the files in the reader's order (class, then file name)."""
+    from PIL import Image
+
+    files = []
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        folder = root / split / class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{i:05d}.{suffix}"
+        pixels = image[..., 0] if image.shape[-1] == 1 else image
+        Image.fromarray(pixels).save(path)
+        files.append(path)
+    return sorted(files, key=lambda p: (p.parent.name, p.name))

@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -211,3 +212,76 @@ def test_truncated_dataset_file_is_named(pretrained, tmp_path):
         in log
     )
     assert_no_pretrain_outputs(workdir / RUN / "pretrain")
+
+
+def folder_config(workdir: Path, data_dir: Path) -> None:
+    config = yaml.safe_load((ROOT / "tests" / "smoke" / "config.yaml").read_text())
+    config.update(dataset="folder", data_dir=str(data_dir), seeds=[0])
+    config["noise"] = {"kind": "none"}
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def break_empty_class(root, files):
+    (root / "train" / "emu").mkdir()
+    return root / "train" / "emu", "is an empty class folder"
+
+
+def break_truncated(root, files):
+    files[3].write_bytes(files[3].read_bytes()[:-40])
+    return files[3], "is not a readable image"
+
+
+def break_size(root, files):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(files[5])
+    return files[5], "is 8x9 with 1 channel but"
+
+
+def break_channels(root, files):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(files[5])
+    return files[5], "is 8x8 with 3 channels but"
+
+
+def break_test_class(root, files):
+    from tests.formats import write_image_folder
+
+    write_image_folder(root, np.zeros((1, 8, 8, 1), np.uint8), [0], ["zebra"], "test")
+    return root / "test" / "zebra", "is a test class with no folder"
+
+
+def break_single_class(root, files):
+    shutil.rmtree(root / "train" / "dog")
+    return root / "train", "needs at least two class folders (only 'cat')"
+
+
+@pytest.mark.parametrize(
+    "breaks",
+    [
+        break_empty_class,
+        break_truncated,
+        break_size,
+        break_channels,
+        break_test_class,
+        break_single_class,
+    ],
+)
+def test_a_bad_image_folder_is_named_before_anything_is_written(
+    workflow, tmp_path, breaks
+):
+    from tests.formats import write_image_folder
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "pets"
+    images = rng.integers(0, 256, (12, 8, 8, 1), dtype=np.uint8)
+    files = write_image_folder(root, images, np.arange(12) % 2, ["cat", "dog"])
+    culprit, message = breaks(root, files)
+    workdir = tmp_path / "run"
+    folder_config(workdir, root)
+    result = snakemake(workflow, workdir, "--cores", "1")
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert f"{culprit} {message}" in result.stderr, result.stderr[-3000:]
+    assert not (workdir / "results").exists()

@@ -105,18 +105,23 @@ def same_color(a, b) -> bool:
 
 
 @pytest.mark.parametrize(("channels", "class_names"), [(1, None), (3, NAMES)])
-def test_score_gallery(tmp_path, channels, class_names):
+@pytest.mark.parametrize("known", [True, False])
+def test_score_gallery(tmp_path, channels, class_names, known):
+    """Given -> suggested on every panel; with true labels (injected noise) also the
+    true label and red for a wrong given label; without them nothing is red."""
     rng = np.random.default_rng(channels)
     given = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    suggested = np.array([1, 2, 0, 2, 0, 1, 1, 0, 0, 2])
     true = np.array([0, 1, 0, 0, 2, 2, 1, 1, 2, 0])
     scores = np.linspace(5e4, 1e-3, 10)
     fig = score_gallery(
         images(rng, 10, 8, 8, channels),
         given,
-        true,
+        suggested,
         scores,
         "top scored",
-        class_names,
+        true=true if known else None,
+        class_names=class_names,
         columns=4,
     )
     texts = check_layout(fig)
@@ -125,11 +130,15 @@ def test_score_gallery(tmp_path, channels, class_names):
     assert all(not ax.get_xticks().size and not ax.get_yticks().size for ax in panels)
     assert fig.get_suptitle() == "top scored"
     name = (lambda k: str(k)) if class_names is None else (lambda k: NAMES[k])
-    for ax, g, t, s in zip(panels, given, true, scores, strict=True):
+    for ax, g, u, t, s in zip(panels, given, suggested, true, scores, strict=True):
         lines = ax.get_xlabel().split("\n")
-        assert lines == [f"given {name(g)}", f"true {name(t)}", f"score {s:.3g}"]
-        assert same_color(ax.xaxis.label.get_color(), NOISY) == (g != t)
-    assert any("red: given label is wrong" in t.get_text() for t in texts)
+        expected = [f"given {name(g)}", f"\u2192 {name(u)}"]
+        expected += [f"true {name(t)}"] if known else []
+        assert lines == [*expected, f"score {s:.3g}"]
+        assert same_color(ax.xaxis.label.get_color(), NOISY) == (known and g != t)
+    legend = [t.get_text() for t in texts]
+    assert "\u2192: suggested label" in legend
+    assert ("red: given is wrong" in legend) == known
     assert_no_overlap([ax.xaxis.label for ax in panels], fig.canvas.get_renderer())
     check_png(fig, tmp_path / "gallery.png")
 
@@ -138,7 +147,7 @@ def test_gallery_shows_grey_and_rgb_pixels_rescaled(tmp_path):
     rng = np.random.default_rng(0)
     for channels in (1, 3):
         raw = images(rng, 2, 8, 8, channels) * 7 + 3
-        fig = score_gallery(raw, [0, 1], [0, 1], [2.0, 1.0], "t", columns=2)
+        fig = score_gallery(raw, [0, 1], [1, 0], [2.0, 1.0], "t", columns=2)
         for ax, image in zip(image_axes(fig), raw, strict=True):
             shown = ax.images[0]
             data = np.asarray(shown.get_array())

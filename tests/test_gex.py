@@ -172,3 +172,48 @@ def test_kernel_mean_over_every_test_sample_is_test_influence(reference):
         reference=reference,
     )
     np.testing.assert_allclose(scores.kernel.mean(axis=1), scores.test_influence)
+
+
+def test_a_collapsed_member_is_dropped_and_named():
+    """A member that predicts one class (held-out loss near chance) is left out of the
+    scores with a warning; all collapsed is an error."""
+    from types import SimpleNamespace
+
+    from gex_core.influence import gex
+    from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY
+
+    rng = np.random.default_rng(0)
+    n, n_te, classes = 30, 12, 4
+    y_test = np.arange(n_te) % classes
+    pretrained = (rng.uniform(0.0, 0.2, n), rng.uniform(0.0, 0.2, n_te))
+    healthy_train = pretrained[0] + rng.uniform(0.0, 0.3, (3, n))
+    healthy_test = pretrained[1] + rng.uniform(0.0, 0.3, (3, n_te))
+    # one class predicted for everything: tiny loss on it, large on the rest
+    collapsed_train = np.where(np.arange(n) % classes == 0, 0.01, 5.0)[None]
+    collapsed_test = np.where(y_test == 0, 0.01, 5.0)[None]
+
+    def inputs(train, test):
+        return SimpleNamespace(
+            member_losses=(train, test),
+            pretrained_losses=pretrained,
+            loss=SOFTMAX_CROSS_ENTROPY,
+            test_set=(np.zeros((n_te, 1)), y_test),
+            num_classes=classes,
+            scored_rows=slice(None),
+            query_indices=np.arange(0),
+        )
+
+    assert gex.chance_loss(SOFTMAX_CROSS_ENTROPY, y_test, classes) == pytest.approx(
+        np.log(classes)
+    )
+    mixed = inputs(
+        np.concatenate([healthy_train, collapsed_train]),
+        np.concatenate([healthy_test, collapsed_test]),
+    )
+    hp = {"reference": "pretrained"}
+    with pytest.warns(UserWarning, match=r"dropped 1 of 4 .* \(members \[3\]"):
+        scores = gex.compute(mixed, hp)
+    expected = gex.compute(inputs(healthy_train, healthy_test), hp)
+    np.testing.assert_array_equal(scores.self_influence, expected.self_influence)
+    with pytest.raises(ValueError, match="all 1 ensemble members collapsed"):
+        gex.compute(inputs(collapsed_train, collapsed_test), hp)

@@ -41,13 +41,15 @@ def smoke(tmp_path_factory):
 
 
 # Jobs downstream of the scores of one method of the smoke config (gex or randproj),
-# for 2 seeds: scoring, detection, relabel, 2 pruning fractions, gallery, examples.
+# for 2 seeds: scoring, detection, relabel, 2 pruning fractions, label issues (table
+# and gallery, and the table over seeds), examples.
 ONE_METHOD_DOWNSTREAM = {
     "influence": 2,
     "detect": 2,
     "relabel": 2,
     "prune": 4,
-    "gallery": 2,
+    "label_issues": 2,
+    "summarize_label_issues": 1,
     "examples": 2,
 }
 # gex, randproj and random (pruning's baseline, scored but not detected or drawn)
@@ -57,7 +59,8 @@ EVERY_SCORE_DOWNSTREAM = {
     "relabel": 4,
     "relabel_baseline": 4,
     "prune": 12,
-    "gallery": 4,
+    "label_issues": 4,
+    "summarize_label_issues": 2,
     "examples": 4,
 }
 AGGREGATES = {
@@ -205,11 +208,15 @@ def test_report_holds_every_figure_with_its_caption(smoke):
         "prune.png",
         "rank_agreement.png",
         "cost.tsv",
+        "label_issues-gex-top.tsv",
+        "label_issues-randproj-top.tsv",
     ):
         assert name in html, name
-    for category in ("Flagged samples", "Train x test influence", "Pruning", "Relabel"):
+    for category in ("Label issues", "Train x test influence", "Pruning", "Relabel"):
         assert category in html
-    assert "a good method shows mostly red here" in html  # a caption made it in
+    # captions made it in
+    assert "a good" in html and "method shows mostly red here" in html
+    assert "review it before relabeling or removing it" in html
 
 
 def test_a_finished_run_has_nothing_to_do(smoke):
@@ -265,6 +272,7 @@ def test_changing_the_noise_ratio_reruns_everything_downstream_of_labels(smoke):
     assert jobs == {
         "labels": 2,
         "pretrain": 2,
+        "predictions": 2,
         "ensemble_chains": 2,
         **EVERY_SCORE_DOWNSTREAM,
         **AGGREGATES,
@@ -295,7 +303,12 @@ def append(text: str):
         ("influence/gex.py", ONE_METHOD_DOWNSTREAM),
         (
             "training/fit.py",
-            {"pretrain": 2, "ensemble_chains": 2, **EVERY_SCORE_DOWNSTREAM},
+            {
+                "pretrain": 2,
+                "predictions": 2,
+                "ensemble_chains": 2,
+                **EVERY_SCORE_DOWNSTREAM,
+            },
         ),
     ],
 )

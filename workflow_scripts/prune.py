@@ -14,6 +14,7 @@ print(
         scores_path=snakemake.input.scores,
         fraction=float(snakemake.wildcards.fraction),
         order=snakemake.wildcards.order,
+        graded=snakemake.params.graded,
         outputs=dict(snakemake.output.items()),
     )
 )

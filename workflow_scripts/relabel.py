@@ -13,6 +13,7 @@ print(
         method=snakemake.wildcards.method,
         scores_path=snakemake.input.scores,
         mode=snakemake.wildcards.mode,
+        graded=snakemake.params.graded,
         outputs=dict(snakemake.output.items()),
     )
 )

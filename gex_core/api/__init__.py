@@ -26,6 +26,7 @@ _EXPORTS = {
     "score": "gex_core.api.scoring",
     "methods": "gex_core.api.scoring",
     "find_label_issues": "gex_core.api.label_issues",
+    "load_image_folder": "gex_core.api.label_issues",
     "train_model": "gex_core.api.training",
     "as_model": "gex_core.api.models",
     "Problem": "gex_core.influence.problem",

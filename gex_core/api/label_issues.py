@@ -3,7 +3,8 @@ training sample with an influence method, and suggest a label for each."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,8 @@ import pandas as pd
 from gex_core.api.ensemble import fit_geometric_ensemble
 from gex_core.api.scoring import score
 from gex_core.api.training import TrainedModel, train_model
-from gex_core.data.datasets import heldout_split
-from gex_core.evaluation.label_issues import label_issue_table
+from gex_core.data.datasets import Dataset, heldout_split, normalise_images
+from gex_core.evaluation.label_issues import label_issue_table, with_names
 from gex_core.influence.problem import Problem
 from gex_core.influence.registry import get_method
 from gex_core.training.hooks import Log, no_log
@@ -72,12 +73,15 @@ def scored_and_heldout(
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """(rows of x scored, (x_train, y_train, x_test, y_test)) as float32 and int32:
     all rows and the given held-out data, or without it a stratified test_fraction of
-    the rows held out."""
-    x, y = np.asarray(x, np.float32), np.asarray(y, np.int32)
+    the rows held out. uint8 images are normalised as the workflow's
+    (`normalise_images`)."""
+    x = np.asarray(normalise_images(np.asarray(x)), np.float32)
+    y = np.asarray(y, np.int32)
     rows = np.arange(y.shape[0])
     if x_test is None:
         rows, held = heldout_split(y, test_fraction, seed)
         x_test, y_test = x[held], y[held]
+    x_test = normalise_images(np.asarray(x_test))
     held_out = (np.asarray(x_test, np.float32), np.asarray(y_test, np.int32))
     return rows, (x[rows], y[rows], *held_out)
 
@@ -97,11 +101,15 @@ def find_label_issues(
     ensemble: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     eval_batch_size: int = 512,
+    class_names: Sequence[str] | None = None,
+    files: Sequence[str] | None = None,
     log: Log = no_log,
 ) -> pd.DataFrame:
     """Which labels of (x, y) look wrong, and what they should be.
 
-    x: images (N, H, W, C), y: labels (N,) as given. Trains the bundled `model` on
+    x: images (N, H, W, C) (uint8 ones normalised as the workflow does), y: labels
+    (N,) as given; class_names (C,): write the label columns as names; files (N,): add
+    each row's file (as `load_image_folder` gives both). Trains the bundled `model` on
     them (training: knobs of `training.recipes.DEFAULT_TRAINING`), scores every training sample with `method`
     (options: its knobs; for gex, ensemble: knobs of `fit_geometric_ensemble`, its
     ft_lr calibrated on the held-out data by default) and returns one row per training
@@ -166,4 +174,15 @@ def find_label_issues(
     )
     table = label_issue_table(scores, y_train, loss.probabilities(logits))
     table["index"] = rows[table["index"].to_numpy()]
-    return table
+    return with_names(table, class_names, files)
+
+
+def load_image_folder(root: str | Path, test_fraction: float = 0.2) -> Dataset:
+    """Images in class folders, as the workflow's `dataset: folder` reads them:
+    root/train/<class>/*.png|jpg|jpeg and root/test/<class>/... (or, without a test
+    folder, a fixed stratified test_fraction held out). Returns a Dataset: uint8
+    (N, H, W, C) images, int32 labels, class_names and train_files (relative to root);
+    a bad folder or image raises a DataFileError naming it."""
+    from gex_core.data.load import load_dataset
+
+    return load_dataset("folder", root, test_fraction=test_fraction)

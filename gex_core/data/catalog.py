@@ -16,6 +16,7 @@ AUTO_AUGMENTATION = {
     "cifar10": "crop_flip",
     "cifar100": "crop_flip",
     "npz": "none",
+    "folder": "none",
 }
 
 

@@ -12,17 +12,32 @@ from typing import NamedTuple
 
 import numpy as np
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "npz")
+DATASETS = (
+    "digits",
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "cifar100",
+    "svhn",
+    "npz",
+    "folder",
+)
 
 
 class Dataset(NamedTuple):
-    """A fixed-order train/test split. x: (N, H, W, C) float32, y: (N,) int32."""
+    """A fixed-order train/test split. x: (N, H, W, C) float32, y: (N,) int32.
+
+    class_names: (C,) names of the labels where the data set has them (image folders),
+    else None; train_files: (N,) each training image's file, relative to the data
+    set's folder, where it was read from one file per image, else None."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    class_names: tuple[str, ...] | None = None
+    train_files: tuple[str, ...] | None = None
 
 
 def load_digits() -> Dataset:

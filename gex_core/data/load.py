@@ -15,6 +15,7 @@ from gex_core.data.noise import (
     NoisyLabels,
     asymmetric_noise,
     human_noise,
+    no_noise,
     symmetric_noise,
 )
 
@@ -27,6 +28,7 @@ READERS = {
     "cifar100": "gex_core.data.readers.cifar",
     "svhn": "gex_core.data.readers.svhn",
     "npz": "gex_core.data.readers.npz",
+    "folder": "gex_core.data.readers.folder",
 }
 IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
 HUMAN_LABELS = "gex_core.data.readers.cifar_n"
@@ -56,16 +58,29 @@ def required_files(dataset: str, data_dir: str | Path) -> list[Path]:
     return _image_reader(dataset).required_files(dataset, data_dir)
 
 
+def folder_files(data_dir: str | Path) -> list[Path]:
+    """The class folders of an image folder data set, its layout checked (nothing is
+    opened; `readers.folder.required_files`)."""
+    return importlib.import_module(READERS["folder"]).required_files(data_dir)
+
+
 def load_dataset(
-    name: str, data_dir: str | Path = "data", data_file: str | Path | None = None
+    name: str,
+    data_dir: str | Path = "data",
+    data_file: str | Path | None = None,
+    test_fraction: float = 0.2,
 ) -> Dataset:
     """Load a data set by its config name: digits (bundled), an image data set from its
-    standard files in data_dir, or npz from data_file (`gex_core.data.readers`).
+    standard files in data_dir, npz from data_file, or folder from the class folders in
+    data_dir (test_fraction held out without a test folder; `gex_core.data.readers`).
 
     Images: uint8 (N, H, W, C) as in the files (digits and float npz: float32);
     labels int32 (N,)."""
     if name == "digits":
         return load_digits()
+    if name == "folder":
+        reader = importlib.import_module(READERS["folder"])
+        return reader.load_folder(data_dir, test_fraction)
     if name == "npz":
         if data_file is None:
             raise ValueError("dataset npz needs data_file (the .npz to read)")
@@ -90,6 +105,8 @@ def make_noisy_labels(
     """Noisy labels for the config's noise section (kind, ratio, pairs, label_file,
     label_set); pairs must already be resolved (`gex_core.workflow.config.resolve_config`)."""
     kind = noise["kind"]
+    if kind == "none":
+        return no_noise(labels)
     if kind == "symmetric":
         return symmetric_noise(labels, float(noise["ratio"]), num_classes, seed)
     if kind == "asymmetric":

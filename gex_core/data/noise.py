@@ -1,6 +1,6 @@
-"""Label noise: symmetric (the research code's procedure), class-pair flips, and
-human labels (CIFAR-N). Each returns the noisy labels, the clean ones and the mask of
-changed labels."""
+"""Label noise: none (the labels as given), symmetric (the research code's procedure),
+class-pair flips, and human labels (CIFAR-N). Each returns the noisy labels, the clean
+ones and the mask of changed labels."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-NOISE_KINDS = ("symmetric", "asymmetric", "human")
+NOISE_KINDS = ("none", "symmetric", "asymmetric", "human")
 DIGIT_PAIRS = ((2, 7), (3, 8), (5, 6), (6, 5), (7, 1))
 # The usual class-pair flips: digits as Patrini et al. 2017 / Han et al. 2018 for MNIST;
 # CIFAR-10 truck->automobile, bird->airplane, cat<->dog, deer->horse.
@@ -28,6 +28,15 @@ class NoisyLabels(NamedTuple):
     noisy: np.ndarray
     clean: np.ndarray
     mask: np.ndarray
+
+
+def no_noise(labels: np.ndarray) -> NoisyLabels:
+    """The labels as given: nothing injected, so nothing is known to be wrong (the mask
+    is all False and `clean` is only the given labels, not a ground truth)."""
+    given = np.asarray(labels, dtype=np.int32)
+    return NoisyLabels(
+        noisy=given.copy(), clean=given, mask=np.zeros(given.shape, bool)
+    )
 
 
 def symmetric_noise(

@@ -204,47 +204,72 @@ def _check_shapes(expected: tuple[int, ...], **arrays: np.ndarray) -> None:
 def score_gallery(
     images: np.ndarray,
     given: np.ndarray,
-    true: np.ndarray,
+    suggested: np.ndarray,
     scores: np.ndarray,
     title: str,
+    true: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
     columns: int = 8,
 ) -> Figure:
     """Grid of the top-scored training images, in the caller's order.
 
-    images (K, H, W, C) with C = 1 or 3; given, true (K,) integer labels; scores (K,).
-    `columns` panels per row (fewer when K is smaller). Each panel is captioned with the
-    given label, the true label and the score (3 significant digits); the caption and
-    the frame are red (NOISY) when the given label is wrong.
+    images (K, H, W, C) with C = 1 or 3; given, suggested (K,) integer labels (the
+    label as given, the label the model suggests instead); scores (K,); true (K,) the
+    clean labels where the noise was injected (None for a user's own labels).
+    `columns` panels per row (fewer when K is smaller). Each panel is captioned
+    "given g", "-> suggested s", then "true t" where known, and the score (3
+    significant digits); with true labels, caption and frame are red (NOISY) when the
+    given label is wrong.
     """
     count = len(scores)
     if count == 0:
         raise ValueError("score_gallery needs at least one image")
-    _check_shapes((count,), images=images, given=given, true=true)
+    _check_shapes((count,), images=images, given=given, suggested=suggested)
+    if true is not None:
+        _check_shapes((count,), true=true)
     columns = max(1, min(columns, count))
     rows = -(-count // columns)
+    lines = 4 if true is not None else 3
     fig, axes = plt.subplots(
         rows,
         columns,
-        figsize=(max(4.5, PANEL_IN * columns), 0.8 + 1.9 * rows),
+        figsize=(max(4.5, PANEL_IN * columns), 0.8 + (1.3 + 0.2 * lines) * rows),
         layout="constrained",
         squeeze=False,
     )
-    for ax, image, g, t, s in zip(axes.flat, images, given, true, scores, strict=False):
-        _training_panel(ax, image, g, t, f"score {s:.3g}", class_names)
+    for k, ax in enumerate(axes.flat[:count]):
+        _draw_image(ax, images[k])
+        caption = [
+            f"given {_label_name(given[k], class_names)}",
+            f"\u2192 {_label_name(suggested[k], class_names)}",
+        ]
+        wrong = False
+        if true is not None:
+            caption.append(f"true {_label_name(true[k], class_names)}")
+            wrong = int(given[k]) != int(true[k])
+        caption.append(f"score {scores[k]:.3g}")
+        color = NOISY if wrong else DARK
+        ax.set_xlabel("\n".join(caption), fontsize=CAPTION_PT, color=color, labelpad=3)
+        for spine in ax.spines.values():
+            spine.set_color(color)
+            spine.set_linewidth(2.0 if wrong else 0.8)
     for ax in axes.flat[count:]:
         ax.set_axis_off()
     fig.suptitle(title)
     key = [
-        Line2D(
-            [], [], ls="", marker="s", color=NOISY, label="red: given label is wrong"
-        ),
-        Line2D(
-            [], [], ls="", marker="s", color=DARK, label="dark: given label is right"
-        ),
+        Line2D([], [], ls="", marker="", color=DARK, label="\u2192: suggested label")
     ]
+    if true is not None:
+        key += [
+            Line2D([], [], ls="", marker="s", color=NOISY, label="red: given is wrong"),
+            Line2D([], [], ls="", marker="s", color=DARK, label="dark: given is right"),
+        ]
     legend = fig.legend(
-        handles=key, loc="outside lower center", ncols=2, frameon=False, fontsize=9
+        handles=key,
+        loc="outside lower center",
+        ncols=len(key),
+        frameon=False,
+        fontsize=9,
     )
     for text, handle in zip(legend.get_texts(), key, strict=True):
         text.set_color(handle.get_color())

@@ -16,15 +16,23 @@ from gex_core.influence.scores import Scores
 from gex_core.workflow.io import npz_memmap, read_npz, write_npz
 
 DATASET_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+# Stored where the data set has them, as unicode arrays (read without pickle).
+DATASET_NAMES = ("class_names", "train_files")
 
 
 def save_dataset(path: str, data: Dataset) -> None:
     """Write the split once per workflow, so jobs read one .npz (fast, no scikit-learn)."""
 
+    names = {
+        name: np.asarray(getattr(data, name), dtype=str)
+        for name in DATASET_NAMES
+        if getattr(data, name) is not None
+    }
     write_npz(
         path,
         **{name: getattr(data, name) for name in DATASET_ARRAYS},
         num_classes=np.array(data.num_classes),
+        **names,
     )
 
 
@@ -76,7 +84,7 @@ def read_dataset(path: str) -> Dataset:
     """Read a split written by `save_dataset`, checking shapes and label ranges.
     Images come back as float32 (`normalise_images`)."""
 
-    arrays = read_npz(path, (*DATASET_ARRAYS, "num_classes"))
+    arrays = read_npz(path, (*DATASET_ARRAYS, "num_classes"), DATASET_NAMES)
     num_classes = int(arrays["num_classes"])
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -93,6 +101,11 @@ def read_dataset(path: str) -> Dataset:
         normalise_images(arrays["x_test"]),
         arrays["y_test"],
         num_classes=num_classes,
+        **{
+            name: tuple(str(v) for v in arrays[name])
+            for name in DATASET_NAMES
+            if name in arrays
+        },
     )
 
 

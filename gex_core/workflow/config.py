@@ -108,6 +108,13 @@ def resolve_config(config: MutableMapping) -> None:
                 "may use only letters, digits, '_', '.' and '-' (it names the results "
                 "folder)"
             )
+    if dataset == "folder" and not re.fullmatch(
+        r"[A-Za-z0-9_.-]+", Path(config["data_dir"]).resolve().name
+    ):
+        problems.append(
+            f"config key data_dir: the folder name {Path(config['data_dir']).name!r} "
+            "may use only letters, digits, '_', '.' and '-' (it names the results folder)"
+        )
     noise = config["noise"]
     if noise["kind"] == "asymmetric" and noise.get("pairs") is None:
         if dataset in DEFAULT_PAIRS:
@@ -173,3 +180,25 @@ def chain_recipe(ensemble: Mapping[str, Any]) -> dict[str, Any]:
     """The ensemble config a chain's members depend on: without the chain count and
     the grouping of chains into jobs, so changing those reruns no existing chain."""
     return {k: v for k, v in ensemble.items() if k not in ENSEMBLE_EXECUTION_KEYS}
+
+
+def label_issue_options(config: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The keyword arguments of `gex_core.api.find_label_issues` that reproduce the
+    workflow's label-issue table of `method` for this (validated) config: model,
+    training (the pretraining recipe), ensemble (chains, their recipe and the
+    calibration), options (the method's knobs) and eval_batch_size."""
+    from gex_core.influence.registry import get_method
+
+    ensemble = chain_recipe(config["ensemble"])
+    calibration = ensemble.pop("calibration")
+    return {
+        "model": config["model"],
+        "training": dict(config["pretrain"]),
+        "ensemble": {
+            **ensemble,
+            **calibration,
+            "chains": config["ensemble"]["chains"],
+        },
+        "options": get_method(method).applicable(config["influence"][method]),
+        "eval_batch_size": config["eval_batch_size"],
+    }

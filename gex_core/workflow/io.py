@@ -59,12 +59,17 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez(f, **arrays)
 
 
-def read_npz(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Load named arrays from an .npz without pickle; name the file on any problem."""
+def read_npz(
+    path: str | os.PathLike,
+    keys: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+) -> dict[str, np.ndarray]:
+    """Load named arrays (and those of `optional` the file holds) from an .npz without
+    pickle; name the file on any problem."""
     try:
         with np.load(path, allow_pickle=False) as data:
             files = set(data.files)
-            arrays = {k: data[k] for k in keys if k in files}
+            arrays = {k: data[k] for k in (*keys, *optional) if k in files}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable .npz file ({err})") from err
     missing = [k for k in keys if k not in arrays]

@@ -18,7 +18,12 @@ from typing import Any
 from gex_core.data.catalog import BN_MODELS
 from gex_core.influence.registry import get_method
 
-NOISE_KINDS = {"symmetric": "sym", "asymmetric": "asym", "human": "human"}
+NOISE_KINDS = {
+    "none": "none",
+    "symmetric": "sym",
+    "asymmetric": "asym",
+    "human": "human",
+}
 
 # The one table of result paths. A folder may start inside another (<run>); every
 # result file is a folder and a file name. Rules take their output, log and benchmark
@@ -45,6 +50,7 @@ FILES = {
     "pretrained_losses": ("pretrain", "losses.npz"),
     "history": ("pretrain", "history.tsv"),
     "learning_curve": ("pretrain", "learning_curve.png"),
+    "predictions": ("pretrain", "predictions.npz"),
     "calibration": ("ensemble", "calibration.json"),
     "calibration_plot": ("ensemble", "calibration.png"),
     "chain_losses": ("ensemble", "chains{first}-{last}.npz"),
@@ -54,6 +60,7 @@ FILES = {
     "detection": ("influence", "detection.json"),
     "histogram": ("influence", "histogram.png"),
     "curves": ("influence", "curves.png"),
+    "label_issues": ("influence", "label_issues.tsv"),
     "gallery": ("influence", "gallery.png"),
     "examples": ("influence", "examples.png"),
     "relabel": ("influence", "relabel-{mode}.json"),
@@ -71,6 +78,8 @@ FILES = {
     "prune_plot": ("summary", "prune.png"),
     "rank_agreement_table": ("summary", "rank_agreement.tsv"),
     "rank_agreement_plot": ("summary", "rank_agreement.png"),
+    "label_issues_table": ("summary", "label_issues-{method}.tsv"),
+    "label_issues_top": ("summary", "label_issues-{method}-top.tsv"),
 }
 RELABEL_BASELINES = ("oracle", "predicted")
 
@@ -127,16 +136,26 @@ def fmt(value: Any) -> str:
 
 
 def dataset_segment(config: Mapping[str, Any]) -> str:
-    """The results folder of the data set: its name, or npz-<file stem> for npz."""
+    """The results folder of the data set: its name, npz-<file stem> for npz, and
+    folder-<folder name> for an image folder (plus -split<test_fraction> when the
+    folder has no test/ folder, so the held-out fraction names what was held out)."""
     if config["dataset"] == "npz":
         return f"npz-{Path(config['data_file']).stem}"
+    if config["dataset"] == "folder":
+        root = Path(config["data_dir"])
+        segment = f"folder-{root.resolve().name}"
+        if not (root / "test").is_dir():
+            segment += f"-split{fmt(float(config['test_fraction']))}"
+        return segment
     return config["dataset"]
 
 
 def noise_segment(noise: Mapping[str, Any]) -> str:
-    """symmetric 0.1 -> "sym0.1"; asymmetric 0.2 with pairs [[2, 7], [3, 8]] ->
+    """none -> "none"; symmetric 0.1 -> "sym0.1"; asymmetric 0.2 with pairs [[2, 7], [3, 8]] ->
     "asym0.2-2to7_3to8"; human with label set worse_label -> "human-worse_label"."""
     kind = NOISE_KINDS[noise["kind"]]
+    if noise["kind"] == "none":
+        return kind
     if noise["kind"] == "human":
         return f"{kind}-{noise['label_set']}"
     segment = f"{kind}{fmt(float(noise['ratio']))}"
@@ -303,13 +322,19 @@ def relabel_files(config: Mapping[str, Any]) -> list[str]:
     )
 
 
+def relabel_baselines(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The relabel baselines the run has: oracle (the clean labels) only where the
+    noise was injected, so the clean labels are known."""
+    return RELABEL_BASELINES if has_noise(config) else ("predicted",)
+
+
 def relabel_baseline_files(config: Mapping[str, Any]) -> list[str]:
-    """Both baselines per seed, when the relabel experiment is on."""
+    """Every baseline per seed, when the relabel experiment is on."""
     if not config["relabel"]["methods"]:
         return []
     return [
         path
-        for setting in RELABEL_BASELINES
+        for setting in relabel_baselines(config)
         for path in per_seed(config, "relabel_baseline", setting=setting)
     ]
 
@@ -335,17 +360,22 @@ def prune_files(
 
 
 def has_noise(config: Mapping[str, Any]) -> bool:
-    """False when the labels are clean by construction (symmetric or asymmetric noise of
-    ratio 0, e.g. the pruning presets): detection then has nothing to detect."""
+    """Whether the run knows which labels are wrong: False for noise.kind none (the
+    labels as given) and for symmetric or asymmetric noise of ratio 0 (e.g. the pruning
+    presets). Without it nothing is graded against a mask: no detection metrics, no
+    oracle relabel baseline, no true-label columns."""
     noise = config["noise"]
+    if noise["kind"] == "none":
+        return False
     return noise["kind"] == "human" or float(noise["ratio"]) > 0
 
 
 def figure_files(config: Mapping[str, Any]) -> list[str]:
-    """Per (method, seed): the gallery, and the train x test examples where the method
-    has a kernel and queries are configured."""
+    """Per (method, seed): the label-issue table and gallery, and the train x test
+    examples where the method has a kernel and queries are configured."""
     files = []
     for method in config["methods"]:
+        files += per_method(config, "label_issues", [method])
         files += per_method(config, "gallery", [method])
         if config["queries"] > 0 and get_method(method).kernel:
             files += per_method(config, "examples", [method])
@@ -362,7 +392,12 @@ def summary_files(config: Mapping[str, Any]) -> list[str]:
         names += ["relabel_table", "relabel_plot"]
     if prune_methods(config):
         names += ["prune_table", "prune_plot"]
-    return [result(config, name) for name in names]
+    issues = [
+        result(config, name, method=method)
+        for method in config["methods"]
+        for name in ("label_issues_table", "label_issues_top")
+    ]
+    return [result(config, name) for name in names] + issues
 
 
 def all_targets(config: Mapping[str, Any]) -> list[str]:

@@ -20,25 +20,15 @@ from gex_core.evaluation.relabel import (
     predicted_targets,
     soft_targets,
 )
-from gex_core.training.losses import softmax as probabilities
 from gex_core.training.recipes import fit_fresh, training_recipe
 from gex_core.training.seeds import host_rng, jax_key
 from gex_core.training.steps import evaluate, make_eval_fn
 from gex_core.workflow.artifacts import load_scores
 from gex_core.workflow.io import read_npz, write_json
 from gex_core.workflow.method_inputs import MethodInputs
+from gex_core.workflow.stages.predictions import pretrained_probabilities
 
 RELABEL_BASELINES = ("oracle", "predicted")
-
-
-def pretrained_probabilities(inputs: MethodInputs) -> np.ndarray:
-    """Softmax of the pretrained model on the training images (N, C), evaluation mode."""
-    data = inputs.data
-    eval_fn = make_eval_fn(inputs.model.apply)
-    _, logits = evaluate(
-        eval_fn, inputs.params, data.x_train, data.y_train, inputs.eval_batch_size
-    )
-    return probabilities(logits)
 
 
 def retrain_test_accuracy(
@@ -72,12 +62,14 @@ def run_relabel(
     method: str,
     scores_path: str,
     mode: str,
+    graded: bool,
     outputs: Mapping[str, str],
 ) -> dict:
     """Flag samples above the Otsu threshold of `method`'s self-influence, relabel them
-    (`hard` or `soft`), retrain, and write outputs["result"] (JSON): the flagged set's
-    precision and recall against the noise mask, how many flagged labels the new
-    targets fix or break, and the test accuracy."""
+    (`hard` or `soft`), retrain, and write outputs["result"] (JSON): the threshold, the
+    number flagged and the test accuracy; when the run injected its noise (graded),
+    also the flagged set's precision and recall against the noise mask and how many
+    flagged labels the new targets fix or break."""
     scores = load_scores(scores_path).self_influence
     labels = read_npz(inputs.labels_path, ("noisy", "clean", "mask"))
     noisy, clean, mask = labels["noisy"], labels["clean"], labels["mask"].astype(bool)
@@ -92,14 +84,23 @@ def run_relabel(
     else:
         raise ValueError(f"unknown relabel mode {mode!r}; known: hard, soft")
     everyone = np.arange(noisy.shape[0])
+    if graded:
+        quality = {
+            **flag_quality(flagged, mask),
+            "fixed": int((flagged & mask & (new_labels == clean)).sum()),
+            "broken": int((flagged & ~mask & (new_labels != clean)).sum()),
+        }
+    else:
+        quality = {
+            "num_flagged": int(flagged.sum()),
+            "changed": int((flagged & (new_labels != noisy)).sum()),
+        }
     result = {
         "method": method,
         "seed": inputs.seed,
         "mode": mode,
         "threshold": float(threshold),
-        **flag_quality(flagged, mask),
-        "fixed": int((flagged & mask & (new_labels == clean)).sum()),
-        "broken": int((flagged & ~mask & (new_labels != clean)).sum()),
+        **quality,
         "test_acc": retrain_test_accuracy(
             inputs, targets, everyone, f"relabel {method}"
         ),
@@ -140,11 +141,13 @@ def run_prune(
     scores_path: str,
     fraction: float,
     order: str,
+    graded: bool,
     outputs: Mapping[str, str],
 ) -> dict:
     """Remove `fraction` of the training set by `method`'s self-influence (`order`
     lowest or highest first), retrain on the rest with the run's training labels, and
-    write outputs["result"] (JSON)."""
+    write outputs["result"] (JSON; with injected noise (graded) also how many of the
+    pruned labels were noisy)."""
     scores = load_scores(scores_path).self_influence
     mask = read_npz(inputs.labels_path, ("mask",))["mask"].astype(bool)
     removed = num_pruned(fraction, scores.shape[0])
@@ -156,7 +159,7 @@ def run_prune(
         "fraction": fraction,
         "order": order,
         "num_pruned": int(removed),
-        "noisy_pruned": int(mask[pruned].sum()),
+        **({"noisy_pruned": int(mask[pruned].sum())} if graded else {}),
         "test_acc": retrain_test_accuracy(
             inputs, inputs.data.y_train, kept, f"prune {method} {fraction}"
         ),

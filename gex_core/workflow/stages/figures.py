@@ -1,11 +1,11 @@
-"""Per-method figures a user looks at: what the method flags, and which training images
-drive a test prediction."""
+"""Per-method figures a user looks at: which training images drive a test prediction
+(the gallery of what a method flags is drawn with its label-issue table)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from gex_core.evaluation.figures import influence_examples, score_gallery
+from gex_core.evaluation.figures import influence_examples
 from gex_core.workflow.artifacts import load_query_indices, load_scores, read_dataset
 from gex_core.workflow.io import read_npz, save_figure
 
@@ -14,30 +14,6 @@ def top_indices(values: np.ndarray, count: int) -> np.ndarray:
     """Indices of the `count` largest values, largest first (ties: smaller index)."""
     order = np.lexsort((np.arange(values.shape[0]), -values))
     return order[: min(count, values.shape[0])]
-
-
-def run_gallery(
-    *,
-    data_path: str,
-    labels_path: str,
-    scores_path: str,
-    count: int,
-    title: str,
-    output: str,
-) -> None:
-    """The `count` top-scored training images with their given and true labels."""
-    data = read_dataset(data_path)
-    labels = read_npz(labels_path, ("noisy", "clean"))
-    scores = load_scores(scores_path).self_influence
-    top = top_indices(scores, count)
-    figure = score_gallery(
-        data.x_train[top],
-        labels["noisy"][top],
-        labels["clean"][top],
-        scores[top],
-        title,
-    )
-    save_figure(output, figure)
 
 
 def run_examples(

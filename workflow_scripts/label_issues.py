@@ -1,0 +1,22 @@
+"""One method and seed: the label-issue table and the gallery of its top images."""
+
+from gex_core.workflow.jobenv import begin_job
+
+job = begin_job(snakemake, uses_jax=False)
+
+from gex_core.workflow.stages.label_issues import run_label_issues  # noqa: E402
+
+table = run_label_issues(
+    data_path=snakemake.input.data,
+    labels_path=snakemake.input.labels,
+    scores_path=snakemake.input.scores,
+    predictions_path=snakemake.input.predictions,
+    graded=snakemake.params.graded,
+    count=snakemake.params.images,
+    title=f"{snakemake.wildcards.method}, seed {snakemake.wildcards.seed}: "
+    "highest self-influence, given \u2192 suggested label",
+    table_path=snakemake.output.table,
+    gallery_path=snakemake.output.figure,
+)
+print(f"{int(table.flagged.sum())} of {len(table)} training samples flagged")
+job.finish()
