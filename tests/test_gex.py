@@ -217,3 +217,19 @@ def test_a_collapsed_member_is_dropped_and_named():
     np.testing.assert_array_equal(scores.self_influence, expected.self_influence)
     with pytest.raises(ValueError, match="all 1 ensemble members collapsed"):
         gex.compute(inputs(collapsed_train, collapsed_test), hp)
+    # a pretrained model near chance leaves nothing to collapse from: all kept
+    pretrained = (pretrained[0] + 1.0, pretrained[1] + 1.0)
+    near_chance = inputs(
+        np.concatenate([healthy_train, collapsed_train]),
+        np.concatenate([healthy_test, collapsed_test]),
+    )
+    with pytest.warns(UserWarning, match="not checked for collapse"):
+        kept = gex.compute(near_chance, hp)
+    every = gex_scores(
+        *near_chance.member_losses[:1],
+        pretrained[0],
+        *near_chance.member_losses[1:],
+        pretrained[1],
+        0.0,
+    )
+    np.testing.assert_array_equal(kept.self_influence, every.self_influence)
