@@ -176,3 +176,17 @@ def test_dataset_file_round_trip_and_bad_file(tmp_path):
     )
     with pytest.raises(ValueError, match=r"train labels outside 0..9"):
         read_dataset(str(bad_labels))
+
+
+def test_class_names_and_files_round_trip_and_are_checked(tmp_path):
+    data = load_digits()
+    names = tuple(f"class {c}" for c in range(10))
+    files = tuple(f"train/{y}/{i}.png" for i, y in enumerate(data.y_train))
+    path = tmp_path / "named.npz"
+    save_dataset(str(path), data._replace(class_names=names, train_files=files))
+    back = read_dataset(str(path))
+    assert back.class_names == names and back.train_files == files
+    assert read_dataset(str(tmp_path / "named.npz")).x_train.dtype == np.float32
+    save_dataset(str(path), data._replace(class_names=names[:9]))
+    with pytest.raises(ValueError, match=r"class_names has shape \(9,\), expected"):
+        read_dataset(str(path))

@@ -95,6 +95,12 @@ def read_dataset(path: str) -> Dataset:
             )
         if y.size and (y.min() < 0 or y.max() >= num_classes):
             raise ValueError(f"{path}: {split} labels outside 0..{num_classes - 1}")
+    expected = {"class_names": num_classes, "train_files": arrays["y_train"].shape[0]}
+    for name, size in expected.items():
+        if name in arrays and arrays[name].shape != (size,):
+            raise ValueError(
+                f"{path}: {name} has shape {arrays[name].shape}, expected ({size},)"
+            )
     return Dataset(
         normalise_images(arrays["x_train"]),
         arrays["y_train"],

@@ -53,5 +53,6 @@ def run_examples(
         labels["clean"][harmful],
         harm_value,
         title,
+        class_names=data.class_names,
     )
     save_figure(output, figure)
