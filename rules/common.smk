@@ -180,6 +180,7 @@ def training_set_size():
     stored = Path(paths.result(config, "data"))
     if stored.exists():
         return stored_train_size(str(stored))
+    from gex_core.data.datasets import with_validation
     from gex_core.data.load import load_dataset
 
     split = load_dataset(
@@ -188,7 +189,7 @@ def training_set_size():
         config["data_file"],
         config["test_fraction"],
     )
-    return len(split.y_train)
+    return len(with_validation(split, config["validation_fraction"]).y_train)
 
 
 NUM_SHARDS = num_shards(training_set_size(), config["shard_size"]) if SHARDED else 0

@@ -22,6 +22,7 @@ rule dataset:
         test_fraction=(
             config["test_fraction"] if config["dataset"] == "folder" else None
         ),
+        validation_fraction=config["validation_fraction"],
         code=dataset_code(),
     script:
         "../workflow_scripts/make_dataset.py"

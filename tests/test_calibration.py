@@ -18,6 +18,7 @@ from gex_core.influence.calibration import (
     search_ft_lr,
 )
 from gex_core.influence.ensemble import FineTuning
+from gex_core.training.models import make_model
 from gex_core.training.recipes import pretrain
 from gex_core.workflow.stages.calibration import run_calibration
 from tests.helpers import tiny_data, tiny_mlp
@@ -167,3 +168,117 @@ def test_the_search_finds_the_edge_of_a_known_valid_range():
         choose_ft_lr(search_ft_lr(pilot, [0.1, 0.2], 0, 0.9, 0.02), 0.9, 0.02)[0] == 0.1
     )
     assert tried == [0.1, 0.2]
+
+
+def test_auto_tolerance_is_two_agresti_coull_standard_errors():
+    from gex_core.influence.calibration import accuracy_tolerance
+
+    # 90 of 100 right: p = 92 / 104, se = sqrt(p (1 - p) / 104)
+    p = 92 / 104
+    se, tolerance = accuracy_tolerance(0.9, 100)
+    assert se == pytest.approx(np.sqrt(p * (1 - p) / 104)) and tolerance == 2 * se
+    # all right still leaves room; a 4x larger split halves the tolerance about
+    assert accuracy_tolerance(1.0, 144)[1] == pytest.approx(
+        2 * np.sqrt((146 / 148) * (2 / 148) / 148)
+    )
+    assert accuracy_tolerance(0.9, 400)[1] < 0.55 * tolerance
+
+
+def test_calibration_and_member_check_never_read_the_test_split(tmp_path):
+    """The workflow's calibration record and the chains' validation accuracies and
+    kept flags are the same when the stored test split is replaced by NaN images
+    and wrong labels; the functions' signatures take no test split or noise mask."""
+    import inspect
+
+    from gex_core.api.ensemble import calibrate_ft_lr as api_calibrate
+    from gex_core.data.datasets import load_digits, with_validation
+    from gex_core.influence.members import collapsed_members
+    from gex_core.workflow.artifacts import save_dataset
+    from gex_core.workflow.checkpoints import save_params
+    from gex_core.workflow.io import read_npz, write_npz
+    from gex_core.workflow.stages.calibration import run_calibration
+    from gex_core.workflow.stages.ensemble import run_ensemble_chains
+
+    for function in (api_calibrate, run_calibration, collapsed_members):
+        names = set(inspect.signature(function).parameters)
+        assert not names & {"x_test", "y_test", "mask", "clean"}, function
+
+    digits = load_digits()
+    small = digits._replace(x_train=digits.x_train[:300], y_train=digits.y_train[:300])
+    data = with_validation(small, 0.2)
+    model = make_model("mlp", 10, (8, 8, 1))
+    params = pretrain(
+        model,
+        data.x_train,
+        data.y_train,
+        data.x_test,
+        data.y_test,
+        seed=0,
+        epochs=4,
+        batch_size=32,
+        lr=0.1,
+        weight_decay=5e-4,
+        warmup_ratio=0.1,
+        momentum=0.9,
+        num_checkpoints=1,
+        eval_batch_size=128,
+        log=lambda _: None,
+    ).params
+    save_params(tmp_path / "model.msgpack", params)
+    write_npz(
+        tmp_path / "labels.npz",
+        noisy=data.y_train,
+        clean=data.y_train,
+        mask=np.zeros(len(data.y_train), bool),
+    )
+    recipe = {
+        "calibration": {"grid": [0.05, 0.5], "tolerance": "auto", "refine": 0},
+        "stages": 1,
+        "ft_steps": 4,
+        "batch_size": 32,
+        "augment": "none",
+        "ft_lr": 0.05,
+        "member_check": "drop",
+    }
+    pretrain_recipe = {"weight_decay": 5e-4, "momentum": 0.9, "bn_batches": 2}
+    results = []
+    broken = data._replace(
+        x_test=np.full_like(data.x_test, np.nan), y_test=(data.y_test + 1) % 10
+    )
+    for name, stored in (("real", data), ("broken", broken)):
+        folder = tmp_path / name
+        folder.mkdir()
+        save_dataset(str(folder / "data.npz"), stored)
+        common = dict(
+            data_path=str(folder / "data.npz"),
+            labels_path=str(tmp_path / "labels.npz"),
+            model_name="mlp",
+            model_path=str(tmp_path / "model.msgpack"),
+            seed=0,
+            recipe=recipe,
+            pretrain_recipe=pretrain_recipe,
+            eval_batch_size=128,
+        )
+        record = run_calibration(
+            **common,
+            outputs={
+                "record": str(folder / "calibration.json"),
+                "plot": str(folder / "calibration.png"),
+            },
+        )
+        run_ensemble_chains(
+            **common,
+            chains=[0, 1],
+            outputs={
+                "losses": str(folder / "chains.npz"),
+                "members": str(folder / "chains.msgpack"),
+            },
+        )
+        chains = read_npz(folder / "chains.npz", ("val_accuracy", "kept"))
+        results.append((record, chains))
+    (real, real_chains), (other, other_chains) = results
+    assert real == other
+    assert real["heldout_size"] == len(data.y_val) == 60
+    assert real["tolerance"] == pytest.approx(2 * real["standard_error"])
+    for key in ("val_accuracy", "kept"):
+        np.testing.assert_array_equal(real_chains[key], other_chains[key])

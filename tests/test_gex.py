@@ -174,62 +174,31 @@ def test_kernel_mean_over_every_test_sample_is_test_influence(reference):
     np.testing.assert_allclose(scores.kernel.mean(axis=1), scores.test_influence)
 
 
-def test_a_collapsed_member_is_dropped_and_named():
-    """A member that predicts one class (held-out loss near chance) is left out of the
-    scores with a warning; all collapsed is an error."""
+def test_a_collapsed_member_is_dropped_and_counted():
+    """A member nearer chance than the trained model on validation data is not kept;
+    the scores are those of the kept members; fewer than half kept is an error."""
     from types import SimpleNamespace
 
     from gex_core.influence import gex
-    from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY
+    from gex_core.influence.members import check_kept, collapsed_members
+
+    # 10 classes, trained model 0.9: the floor is (0.1 + 0.9) / 2 = 0.5
+    kept = ~collapsed_members(np.array([0.88, 0.12, 0.5, 0.49]), 0.9, 10)
+    assert kept.tolist() == [True, False, True, False]
+    check_kept(kept)  # half kept: allowed
+    with pytest.raises(ValueError, match=r"only 1 of 4 .*collapsed: \[1, 2, 3\]"):
+        check_kept(np.array([True, False, False, False]))
 
     rng = np.random.default_rng(0)
-    n, n_te, classes = 30, 12, 4
-    y_test = np.arange(n_te) % classes
-    pretrained = (rng.uniform(0.0, 0.2, n), rng.uniform(0.0, 0.2, n_te))
-    healthy_train = pretrained[0] + rng.uniform(0.0, 0.3, (3, n))
-    healthy_test = pretrained[1] + rng.uniform(0.0, 0.3, (3, n_te))
-    # one class predicted for everything: tiny loss on it, large on the rest
-    collapsed_train = np.where(np.arange(n) % classes == 0, 0.01, 5.0)[None]
-    collapsed_test = np.where(y_test == 0, 0.01, 5.0)[None]
-
-    def inputs(train, test):
-        return SimpleNamespace(
-            member_losses=(train, test),
-            pretrained_losses=pretrained,
-            loss=SOFTMAX_CROSS_ENTROPY,
-            test_set=(np.zeros((n_te, 1)), y_test),
-            num_classes=classes,
-            scored_rows=slice(None),
-            query_indices=np.arange(0),
-        )
-
-    assert gex.chance_loss(SOFTMAX_CROSS_ENTROPY, y_test, classes) == pytest.approx(
-        np.log(classes)
+    train = rng.uniform(0.0, 1.0, (4, 30))
+    test = rng.uniform(0.0, 1.0, (4, 12))
+    pretrained = (rng.uniform(0.0, 0.2, 30), rng.uniform(0.0, 0.2, 12))
+    inputs = SimpleNamespace(
+        member_losses=(train[kept], test[kept]),
+        pretrained_losses=pretrained,
+        scored_rows=slice(None),
+        query_indices=np.arange(0),
     )
-    mixed = inputs(
-        np.concatenate([healthy_train, collapsed_train]),
-        np.concatenate([healthy_test, collapsed_test]),
-    )
-    hp = {"reference": "pretrained"}
-    with pytest.warns(UserWarning, match=r"dropped 1 of 4 .* \(members \[3\]"):
-        scores = gex.compute(mixed, hp)
-    expected = gex.compute(inputs(healthy_train, healthy_test), hp)
-    np.testing.assert_array_equal(scores.self_influence, expected.self_influence)
-    with pytest.raises(ValueError, match="all 1 ensemble members collapsed"):
-        gex.compute(inputs(collapsed_train, collapsed_test), hp)
-    # a pretrained model near chance leaves nothing to collapse from: all kept
-    pretrained = (pretrained[0] + 1.0, pretrained[1] + 1.0)
-    near_chance = inputs(
-        np.concatenate([healthy_train, collapsed_train]),
-        np.concatenate([healthy_test, collapsed_test]),
-    )
-    with pytest.warns(UserWarning, match="not checked for collapse"):
-        kept = gex.compute(near_chance, hp)
-    every = gex_scores(
-        *near_chance.member_losses[:1],
-        pretrained[0],
-        *near_chance.member_losses[1:],
-        pretrained[1],
-        0.0,
-    )
-    np.testing.assert_array_equal(kept.self_influence, every.self_influence)
+    scores = gex.compute(inputs, {"reference": "pretrained"})
+    expected = ((train[kept] - pretrained[0]) ** 2).mean(axis=0)
+    np.testing.assert_allclose(scores.self_influence, expected)

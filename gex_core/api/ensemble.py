@@ -11,9 +11,11 @@ import numpy as np
 from gex_core.api.models import as_model
 from gex_core.influence.calibration import calibrate_ft_lr as calibrate
 from gex_core.influence.ensemble import FineTuning, run_chains
+from gex_core.influence.members import check_kept, collapsed_members
 from gex_core.training.hooks import NO_CHECKPOINTS, Checkpointer, Log, no_log
 from gex_core.training.losses import Loss, get_loss
 from gex_core.training.models import Model
+from gex_core.training.steps import evaluate, make_eval_fn
 
 Params = Any
 # The candidate fine-tuning rates of ft_lr="auto" (the workflow's default grid)
@@ -24,8 +26,11 @@ class GeometricEnsemble(NamedTuple):
     """members: M = len(chains) * stages parameter trees, chain-major; chains: the
     chain numbers; ft_lr: the fine-tuning rate used; train_losses (M, N) and
     heldout_losses (M, N_h): every member's per-sample losses on the training data (the
-    labels it was fine-tuned on) and on the held-out data; calibration: the record of
-    ft_lr="auto" (None for a given rate)."""
+    labels it was fine-tuned on) and on the held-out data (x_test where given, else the
+    validation data); calibration: the record of ft_lr="auto" (None for a given rate);
+    val_accuracy (M,): each member's accuracy on the validation data, and
+    pretrained_val_accuracy the trained model's; kept (M,): the members not collapsed
+    (`gex_core.influence.gex.collapsed_members`), the ones GEX scores with."""
 
     members: list[Params]
     chains: tuple[int, ...]
@@ -34,6 +39,16 @@ class GeometricEnsemble(NamedTuple):
     train_losses: np.ndarray
     heldout_losses: np.ndarray
     calibration: dict[str, Any] | None = None
+    val_accuracy: np.ndarray | None = None
+    pretrained_val_accuracy: float | None = None
+    kept: np.ndarray | None = None
+
+    def kept_losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """(train (M', N), held-out (M', N_h)) losses of the kept members; fewer than
+        half kept is an error (`check_kept`)."""
+        kept = np.ones(len(self.members), bool) if self.kept is None else self.kept
+        check_kept(kept)
+        return self.train_losses[kept], self.heldout_losses[kept]
 
 
 def fine_tuning_recipe(
@@ -70,7 +85,7 @@ def calibrate_ft_lr(
     y_val: np.ndarray,
     *,
     grid: Sequence[float] = DEFAULT_GRID,
-    tolerance: float = 0.02,
+    tolerance: float | str = "auto",
     refine: int = 0,
     loss: str | Loss = "softmax_cross_entropy",
     seed: int = 0,
@@ -79,7 +94,8 @@ def calibrate_ft_lr(
 ) -> dict[str, Any]:
     """The fine-tuning rate of ft_lr="auto": one pilot stage per grid rate from the
     trained model; the largest rate whose pilot keeps held-out accuracy within
-    `tolerance` of the trained model's (`gex_core.influence.calibration`). recipe: the
+    `tolerance` of the trained model's ("auto": two standard errors of that accuracy
+    on (x_val, y_val); `gex_core.influence.calibration`). recipe: the
     knobs of `fine_tuning_recipe`. Returns the calibration record (JSON-able), its
     chosen rate under "ft_lr". Reads the given training labels and the held-out set,
     nothing else."""
@@ -91,7 +107,7 @@ def calibrate_ft_lr(
         x_val,
         y_val,
         grid=[float(v) for v in grid],
-        tolerance=float(tolerance),
+        tolerance=tolerance if tolerance == "auto" else float(tolerance),
         refine=int(refine),
         seed=int(seed),
         recipe=fine_tuning_recipe(**recipe),
@@ -108,10 +124,13 @@ def fit_geometric_ensemble(
     *,
     x_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
     ft_lr: float | str = "auto",
     chains: int | Sequence[int] = 4,
+    member_check: str = "drop",
     grid: Sequence[float] = DEFAULT_GRID,
-    tolerance: float = 0.02,
+    tolerance: float | str = "auto",
     refine: int = 0,
     loss: str | Loss = "softmax_cross_entropy",
     seed: int = 0,
@@ -127,21 +146,28 @@ def fit_geometric_ensemble(
     chains (K, or the chain numbers to run) fine-tunes from params for `stages` stages
     of `ft_steps` SGD steps (recipe: the knobs of `fine_tuning_recipe`), snapshotting a
     member after each. ft_lr: the peak rate of each stage's cosine schedule, or "auto":
-    calibrated on the held-out (x_val, y_val) first (`calibrate_ft_lr`). Chain c's
-    draws depend only on (seed, c), so an ensemble of chains 0..3 holds the members of
-    an ensemble of chains 0..1. x_val, y_val (default: the training data) are also
-    where every member's held-out losses are measured.
+    calibrated on the validation data (x_val, y_val) first (`calibrate_ft_lr`). Chain
+    c's draws depend only on (seed, c), so an ensemble of chains 0..3 holds the members
+    of an ensemble of chains 0..1. Every member's validation accuracy is measured, and
+    a member nearer chance than the trained model (`collapsed_members`) is marked not
+    kept (member_check="drop") or fails the call ("fail"). Held-out losses are
+    measured on (x_test, y_test), default the validation data (itself defaulting to the
+    training data).
     """
+    if member_check not in ("drop", "fail"):
+        raise ValueError(f'member_check must be "drop" or "fail", got {member_check!r}')
     if ft_lr == "auto" and x_val is None:
         raise ValueError(
             'ft_lr="auto" calibrates on held-out data: give x_val and y_val, or a '
             "fine-tuning rate"
         )
-    if (x_val is None) != (y_val is None):
-        raise ValueError("give both x_val and y_val, or neither")
+    if (x_val is None) != (y_val is None) or (x_test is None) != (y_test is None):
+        raise ValueError("give both x_val and y_val (x_test and y_test), or neither")
     model, loss = as_model(model), get_loss(loss)
     if x_val is None:
         x_val, y_val = x_train, y_train
+    if x_test is None:
+        x_test, y_test = x_val, y_val
     record = None
     if ft_lr == "auto":
         record = calibrate_ft_lr(
@@ -166,7 +192,7 @@ def fit_geometric_ensemble(
     results = run_chains(
         model,
         params,
-        (x_train, y_train, x_val, y_val),
+        (x_train, y_train, x_test, y_test),
         fine_tuning,
         seed=seed,
         chains=chain_ids,
@@ -176,12 +202,44 @@ def fit_geometric_ensemble(
         log=log,
         checkpointer=checkpointer,
     )
+    members = [member for result in results for member in result.members]
+    accuracy = [
+        validation_accuracy(model, p, x_val, y_val, loss, eval_batch_size)
+        for p in [params, *members]
+    ]
+    classes = int(max(np.max(y_train), np.max(y_val))) + 1
+    collapsed = collapsed_members(accuracy[1:], accuracy[0], classes)
+    if collapsed.any():
+        message = (
+            f"members {np.flatnonzero(collapsed).tolist()} of {len(members)} "
+            f"collapsed (validation accuracy {np.round(accuracy[1:], 3).tolist()}, "
+            f"the trained model {accuracy[0]:.3f}, chance {1 / classes:.3f})"
+        )
+        if member_check == "fail":
+            raise ValueError(f"gex: {message}; lower ft_lr")
+        log(f"gex: dropped {message}")
     return GeometricEnsemble(
-        members=[member for result in results for member in result.members],
+        members=members,
         chains=chain_ids,
         stages=fine_tuning.stages,
         ft_lr=fine_tuning.ft_lr,
         train_losses=np.concatenate([r.train_losses for r in results]),
         heldout_losses=np.concatenate([r.test_losses for r in results]),
         calibration=record,
+        val_accuracy=np.asarray(accuracy[1:]),
+        pretrained_val_accuracy=float(accuracy[0]),
+        kept=~collapsed,
     )
+
+
+def validation_accuracy(
+    model: Model,
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: Loss,
+    eval_batch_size: int,
+) -> float:
+    """Accuracy of params on (x (N, H, W, C), y (N,)), evaluation mode."""
+    _, logits = evaluate(make_eval_fn(model.apply, loss), params, x, y, eval_batch_size)
+    return float(np.mean(logits.argmax(1) == y))

@@ -93,6 +93,9 @@ def find_label_issues(
     x_test: np.ndarray | None = None,
     y_test: np.ndarray | None = None,
     test_fraction: float = 0.2,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    validation_fraction: float = 0.1,
     method: str = "gex",
     model: str = "cnn",
     loss: str | Loss = "softmax_cross_entropy",
@@ -112,17 +115,26 @@ def find_label_issues(
     each row's file (as `load_image_folder` gives both). Trains the bundled `model` on
     them (training: knobs of `training.recipes.DEFAULT_TRAINING`), scores every training sample with `method`
     (options: its knobs; for gex, ensemble: knobs of `fit_geometric_ensemble`, its
-    ft_lr calibrated on the held-out data by default) and returns one row per training
+    ft_lr calibrated on the validation data by default) and returns one row per training
     sample, most suspicious first: index (row of x), given_label, suggested_label (the
     most probable other class under the trained model), suggested_probability, score,
     rank and flagged (score above the Otsu threshold, as the workflow's relabel
     experiment). Held-out data: (x_test, y_test), or without them a stratified
-    `test_fraction` of (x, y) that is then held out, not scored.
+    `test_fraction` of (x, y) that is then held out, not scored; validation data (GEX's
+    calibration and member check): (x_val, y_val), or without them a stratified
+    `validation_fraction` of the rest (the same rows for every seed, as the workflow's
+    split), also not scored.
     """
     loss = get_loss(loss)
     rows, (x_train, y_train, x_test, y_test) = scored_and_heldout(
         x, y, x_test, y_test, test_fraction, seed
     )
+    if x_val is None:
+        kept, held = heldout_split(y_train, validation_fraction, seed=0)
+        x_val, y_val = x_train[held], y_train[held]
+        rows, x_train, y_train = rows[kept], x_train[kept], y_train[kept]
+    x_val = np.asarray(normalise_images(np.asarray(x_val)), np.float32)
+    y_val = np.asarray(y_val, np.int32)
     trained = train_model(
         x_train,
         y_train,
@@ -144,15 +156,17 @@ def find_label_issues(
             params,
             x_train,
             y_train,
-            x_val=x_test,
-            y_val=y_test,
+            x_val=x_val,
+            y_val=y_val,
+            x_test=x_test,
+            y_test=y_test,
             loss=loss,
             seed=seed,
             eval_batch_size=eval_batch_size,
             log=log,
             **{**{k: trained.recipe[k] for k in carried}, **(ensemble or {})},
         )
-        losses = (fitted.train_losses, fitted.heldout_losses)
+        losses = fitted.kept_losses()
     problem = trained_problem(
         trained,
         x_train,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gex_core.api.models import as_model
+from gex_core.influence.members import check_kept
 from gex_core.influence.problem import Problem
 from gex_core.influence.registry import METHODS, get_method
 from gex_core.influence.scores import Scores
@@ -161,16 +162,20 @@ def influence(
                 f"the ensemble was fit on {ensemble.train_losses.shape[1]} training "
                 f"samples, not these {len(y_train)}"
             )
+        kept = np.ones(len(ensemble.members), bool)
+        if ensemble.kept is not None:
+            kept = np.asarray(ensemble.kept, bool)
+        check_kept(kept)
         x_eval, y_eval = (x_train, y_train) if x_test is None else (x_test, y_test)
         test_losses = member_losses(
             model,
-            ensemble.members,
+            [m for m, keep in zip(ensemble.members, kept, strict=True) if keep],
             x_eval,
             y_eval,
             loss=loss,
             eval_batch_size=eval_batch_size,
         )
-        losses = (ensemble.train_losses, test_losses)
+        losses = (ensemble.train_losses[kept], test_losses)
     problem = Problem(
         model,
         params,

@@ -29,7 +29,9 @@ class Dataset(NamedTuple):
 
     class_names: (C,) names of the labels where the data set has them (image folders),
     else None; train_files: (N,) each training image's file, relative to the data
-    set's folder, where it was read from one file per image, else None."""
+    set's folder, where it was read from one file per image, else None; x_val, y_val:
+    the validation split carved from the training data (`with_validation`), else
+    None."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -38,6 +40,8 @@ class Dataset(NamedTuple):
     num_classes: int
     class_names: tuple[str, ...] | None = None
     train_files: tuple[str, ...] | None = None
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
 
 def load_digits() -> Dataset:
@@ -81,3 +85,18 @@ def heldout_split(
         rows, test_size=fraction, stratify=labels, random_state=seed
     )
     return np.sort(kept), np.sort(held)
+
+
+def with_validation(data: Dataset, fraction: float) -> Dataset:
+    """The data set with a stratified `fraction` of its training split moved to the
+    validation split (x_val, y_val), the same rows for every run (seed 0), kept rows
+    and train_files in their order."""
+    kept, held = heldout_split(data.y_train, fraction, seed=0)
+    files = data.train_files
+    return data._replace(
+        x_train=data.x_train[kept],
+        y_train=data.y_train[kept],
+        x_val=data.x_train[held],
+        y_val=data.y_train[held],
+        train_files=None if files is None else tuple(files[i] for i in kept),
+    )

@@ -8,8 +8,8 @@ forget everything and the scores are noise). Neither condition needs the noise m
 - escape: the share of training samples whose given label a pilot member no longer
   predicts (0 when the members re-memorise; at most about the noise rate while they
   keep the clean structure; 1 - 1/C once they are destroyed);
-- quality: the pilot member's accuracy on held-out data (the test split) against the
-  pretrained model's.
+- quality: the pilot member's accuracy on held-out data (the validation split, never
+  the test split) against the pretrained model's.
 
 For each learning rate of a grid, one pilot stage (chain 0's first stage: the same
 batches, augmentation and schedule as the real chain) is run from the pretrained model.
@@ -73,6 +73,18 @@ def pilot_statistics(
             np.isfinite(train_logits).all() and np.isfinite(train_losses).all()
         ),
     )
+
+
+def accuracy_tolerance(accuracy: float, size: int) -> tuple[float, float]:
+    """(standard error, tolerance) of an accuracy measured on `size` held-out samples:
+    the Agresti-Coull standard error sqrt(p(1 - p) / (n + 4)), p = (k + 2) / (n + 4),
+    which stays positive at accuracy 1, and a tolerance of two of them (a pilot that
+    loses less cannot be told apart from the pretrained model on this split)."""
+    if size < 1:
+        raise ValueError("the held-out set is empty: no accuracy to compare")
+    p = (accuracy * size + 2) / (size + 4)
+    standard_error = float(np.sqrt(p * (1 - p) / (size + 4)))
+    return standard_error, 2 * standard_error
 
 
 def choose_ft_lr(
@@ -143,7 +155,7 @@ def calibrate_ft_lr(
     heldout_labels: np.ndarray,
     *,
     grid: Sequence[float],
-    tolerance: float,
+    tolerance: float | str,
     seed: int,
     refine: int = 0,
     recipe: FineTuning,
@@ -154,11 +166,14 @@ def calibrate_ft_lr(
     (`search_ft_lr`), and choose the fine-tuning learning rate.
 
     Returns {"ft_lr": chosen, "valid": bool, "pretrained_heldout_accuracy": float,
-    "tolerance": float, "refine": int, "grid": [{lr, escape, heldout_accuracy,
-    loss_increase, finite, refined}, ...] by rate} (JSON-able; refined: a bisecting
-    pilot's rate, not one of the grid's). x_train (N, H, W, C) with the given labels
-    (N,); the held-out set likewise. recipe: the chains' fine-tuning (its stages and
-    ft_lr are the pilot's own: one stage at each rate).
+    "heldout_size": int, "standard_error": float, "tolerance": float, "refine": int,
+    "grid": [{lr, escape, heldout_accuracy, loss_increase, finite, refined}, ...] by
+    rate} (JSON-able; refined: a bisecting pilot's rate, not one of the grid's).
+    x_train (N, H, W, C) with the given labels (N,); the held-out set (a validation
+    split) likewise. tolerance: the accuracy a pilot may lose, or "auto": two standard
+    errors of the pretrained accuracy on this held-out set (`accuracy_tolerance`).
+    recipe: the chains' fine-tuning (its stages and ft_lr are the pilot's own: one
+    stage at each rate).
     """
     eval_fn = make_eval_fn(model.apply, loss)
     pretrained_losses, _ = evaluate(
@@ -168,6 +183,11 @@ def calibrate_ft_lr(
         eval_fn, pretrained, x_heldout, heldout_labels, eval_batch_size
     )
     baseline = float(np.mean(heldout_logits.argmax(1) == heldout_labels))
+    standard_error, auto = accuracy_tolerance(baseline, len(heldout_labels))
+    if tolerance == "auto":
+        tolerance = auto
+    elif isinstance(tolerance, str):
+        raise ValueError(f'tolerance must be a number or "auto", got {tolerance!r}')
 
     def pilot(lr: float) -> PilotStatistics:
         try:
@@ -207,6 +227,8 @@ def calibrate_ft_lr(
         "ft_lr": chosen,
         "valid": valid,
         "pretrained_heldout_accuracy": baseline,
+        "heldout_size": int(len(heldout_labels)),
+        "standard_error": standard_error,
         "tolerance": float(tolerance),
         "refine": int(refine),
         "grid": [{**s._asdict(), "refined": s.lr not in grid} for s in statistics],

@@ -14,8 +14,6 @@ with tau > 0 each query's pretrained loss is clamped on its own, as the training
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from gex_core.influence.scores import Scores, as_query_indices
@@ -110,66 +108,11 @@ def gex_scores(
     return Scores(self_influence, test_influence, kernel)
 
 
-def collapsed_members(
-    member_test_losses: np.ndarray, pretrained_test_losses: np.ndarray, chance: float
-) -> np.ndarray:
-    """(M,) bool: members whose mean held-out loss is nearer the chance loss (of a
-    model that knows nothing) than the pretrained model's, i.e. above the midpoint.
-
-    A collapsed member predicts one class for everything; its per-sample losses then
-    split the training set by class, and averaging it in would flag whole classes.
-    member_test_losses: (M, N_te); pretrained_test_losses: (N_te,).
-    """
-    member = np.asarray(member_test_losses, np.float64).mean(axis=1)
-    pretrained = float(np.mean(pretrained_test_losses))
-    return member > (pretrained + float(chance)) / 2
-
-
-def chance_loss(loss, labels: np.ndarray, num_classes: int) -> float:
-    """The mean loss of constant zero logits (uniform probabilities) on labels (N,)."""
-    logits = np.zeros((np.shape(labels)[0], num_classes), np.float32)
-    return float(np.mean(loss.per_sample(logits, np.asarray(labels))))
-
-
-def healthy_members(inputs) -> tuple[np.ndarray, np.ndarray]:
-    """The problem's member losses (train (M', N), test (M', N_te)) without collapsed
-    members (`collapsed_members`); a warning names how many were dropped, and an
-    error is raised when none is left. Where the pretrained model does not halve the
-    chance loss on held-out data a collapse cannot be told apart from the model's own
-    level, so every member is kept (with a warning)."""
-    member_train, member_test = inputs.member_losses
-    _, test = inputs.pretrained_losses
-    chance = chance_loss(inputs.loss, inputs.test_set[1], inputs.num_classes)
-    if float(np.mean(test)) > chance / 2:
-        # the pretrained model barely beats chance: no member can fall far from it
-        warnings.warn(
-            f"gex: members not checked for collapse: the pretrained model's mean "
-            f"held-out loss {float(np.mean(test)):.3g} is not below half the chance "
-            f"loss {chance:.3g}",
-            stacklevel=2,
-        )
-        return member_train, member_test
-    collapsed = collapsed_members(member_test, test, chance)
-    if collapsed.all():
-        raise ValueError(
-            f"gex: all {collapsed.size} ensemble members collapsed (mean held-out loss "
-            f"nearer chance, {chance:.3g}, than the pretrained model's, "
-            f"{float(np.mean(test)):.3g}); lower ensemble.ft_lr"
-        )
-    if collapsed.any():
-        warnings.warn(
-            f"gex: dropped {int(collapsed.sum())} of {collapsed.size} ensemble members "
-            f"that collapsed (members {np.flatnonzero(collapsed).tolist()}: mean "
-            "held-out loss nearer chance than the pretrained model's)",
-            stacklevel=2,
-        )
-    return member_train[~collapsed], member_test[~collapsed]
-
-
 def compute(inputs, hp: dict) -> Scores:
     """Registry entry: hp = {"reference": one of REFERENCES, "tau": float (clamped
-    only)}. Collapsed members are left out (`healthy_members`)."""
-    member_train, member_test = healthy_members(inputs)
+    only)}. The member losses are those of the kept members (collapsed ones are left
+    out where the ensemble was fit: `members.collapsed_members`)."""
+    member_train, member_test = inputs.member_losses
     train, test = inputs.pretrained_losses
     rows = inputs.scored_rows
     return gex_scores(

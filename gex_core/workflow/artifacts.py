@@ -16,6 +16,7 @@ from gex_core.influence.scores import Scores
 from gex_core.workflow.io import npz_memmap, read_npz, write_npz
 
 DATASET_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+VALIDATION_ARRAYS = ("x_val", "y_val")
 # Stored where the data set has them, as unicode arrays (read without pickle).
 DATASET_NAMES = ("class_names", "train_files")
 
@@ -28,9 +29,15 @@ def save_dataset(path: str, data: Dataset) -> None:
         for name in DATASET_NAMES
         if getattr(data, name) is not None
     }
+    validation = {
+        name: getattr(data, name)
+        for name in VALIDATION_ARRAYS
+        if getattr(data, name) is not None
+    }
     write_npz(
         path,
         **{name: getattr(data, name) for name in DATASET_ARRAYS},
+        **validation,
         num_classes=np.array(data.num_classes),
         **names,
     )
@@ -84,9 +91,12 @@ def read_dataset(path: str) -> Dataset:
     """Read a split written by `save_dataset`, checking shapes and label ranges.
     Images come back as float32 (`normalise_images`)."""
 
-    arrays = read_npz(path, (*DATASET_ARRAYS, "num_classes"), DATASET_NAMES)
+    arrays = read_npz(
+        path, (*DATASET_ARRAYS, "num_classes"), (*DATASET_NAMES, *VALIDATION_ARRAYS)
+    )
     num_classes = int(arrays["num_classes"])
-    for split in ("train", "test"):
+    splits = ("train", "test", "val") if "x_val" in arrays else ("train", "test")
+    for split in splits:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 4 or y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise ValueError(
@@ -112,6 +122,11 @@ def read_dataset(path: str) -> Dataset:
             for name in DATASET_NAMES
             if name in arrays
         },
+        **(
+            {"x_val": normalise_images(arrays["x_val"]), "y_val": arrays["y_val"]}
+            if "x_val" in arrays
+            else {}
+        ),
     )
 
 
@@ -137,12 +152,14 @@ def save_scores(
     path: str | os.PathLike,
     scores: Scores,
     query_indices: Sequence[int] | np.ndarray | None = None,
+    members: tuple[int, int] | None = None,
 ) -> None:
     """Write scores.npz; refuses non-finite values so no broken artifact is written.
 
     With a kernel (N, Q), query_indices (Q,) names its columns' test samples (default
     arange(Q), the workflow's query set) and is written beside it; without a kernel it
-    is not written."""
+    is not written. members: (kept, total) ensemble members the scores were computed
+    from, for methods built on an ensemble (stored as members_kept and members)."""
     arrays = {"self_influence": np.asarray(scores.self_influence, np.float64)}
     if scores.test_influence is not None:
         arrays["test_influence"] = np.asarray(scores.test_influence, np.float64)
@@ -156,6 +173,8 @@ def save_scores(
         arrays["query_indices"] = _kernel_columns(
             arrays["kernel"], arrays["self_influence"].shape[0], query_indices
         )
+    if members is not None:
+        arrays["members_kept"], arrays["members"] = (np.array(int(m)) for m in members)
     write_npz(path, **arrays)
 
 
@@ -191,3 +210,11 @@ def load_query_indices(path: str | os.PathLike) -> np.ndarray | None:
     if "query_indices" not in _names(path):
         return None
     return read_npz(path, ("query_indices",))["query_indices"]
+
+
+def load_members(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(kept, total) ensemble members of a scores.npz; None for methods without one."""
+    if "members" not in _names(path):
+        return None
+    arrays = read_npz(path, ("members_kept", "members"))
+    return int(arrays["members_kept"]), int(arrays["members"])

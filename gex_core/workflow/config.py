@@ -201,4 +201,5 @@ def label_issue_options(config: Mapping[str, Any], method: str) -> dict[str, Any
         },
         "options": get_method(method).applicable(config["influence"][method]),
         "eval_batch_size": config["eval_batch_size"],
+        "validation_fraction": config["validation_fraction"],
     }

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from gex_core.data.datasets import Dataset
+from gex_core.influence.members import check_kept
 from gex_core.influence.problem import Problem
 from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY
 from gex_core.training.models import make_model, trainable
@@ -211,17 +212,23 @@ class MethodInputs(Problem):
         return arrays["train"], arrays["test"]
 
     @cached_property
-    def member_losses(self) -> tuple[np.ndarray, np.ndarray]:
-        """Ensemble member losses stacked over chains: train (M, N), test (M, N_te)."""
+    def chain_arrays(self) -> dict[str, np.ndarray]:
+        """The chain files' member arrays stacked over chains: train_losses (M, N),
+        test_losses (M, N_te), val_accuracy (M,) and kept (M,) bool."""
         if not self.chain_paths:
             raise ValueError("this method needs ensemble chains, but none were given")
-        chains = [
-            read_npz(p, ("train_losses", "test_losses")) for p in self.chain_paths
-        ]
-        return (
-            np.concatenate([c["train_losses"] for c in chains]),
-            np.concatenate([c["test_losses"] for c in chains]),
-        )
+        keys = ("train_losses", "test_losses", "val_accuracy", "kept")
+        chains = [read_npz(p, keys) for p in self.chain_paths]
+        return {k: np.concatenate([c[k] for c in chains]) for k in keys}
+
+    @cached_property
+    def member_losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kept ensemble members' losses, stacked over chains: train (M', N), test
+        (M', N_te); fewer than half kept is an error (`check_kept`)."""
+        arrays = self.chain_arrays
+        kept = arrays["kept"].astype(bool)
+        check_kept(kept)
+        return arrays["train_losses"][kept], arrays["test_losses"][kept]
 
 
 def job_method_inputs(smk, **extra) -> MethodInputs:

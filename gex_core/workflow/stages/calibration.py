@@ -9,7 +9,11 @@ from typing import Any
 from gex_core.api.ensemble import calibrate_ft_lr
 from gex_core.evaluation.figures import calibration_curve
 from gex_core.workflow.io import save_figure, write_json
-from gex_core.workflow.stages.ensemble import fine_tuning, load_pretrained_run
+from gex_core.workflow.stages.ensemble import (
+    fine_tuning,
+    load_pretrained_run,
+    validation_split,
+)
 
 
 def run_calibration(
@@ -26,7 +30,8 @@ def run_calibration(
 ) -> dict[str, Any]:
     """recipe: the chain recipe (calibration grid, tolerance and refine, ft_steps,
     batch_size, augment); outputs: record (.json), plot (.png). Reads only the given (noisy)
-    training labels of labels_path, never its clean labels or noise mask."""
+    training labels of labels_path, never its clean labels or noise mask, and the
+    validation split, never the test split."""
     data, model, pretrained = load_pretrained_run(
         data_path, labels_path, model_name, model_path
     )
@@ -35,8 +40,7 @@ def run_calibration(
         pretrained,
         data.x_train,
         data.y_train,
-        data.x_test,
-        data.y_test,
+        *validation_split(data, data_path),
         grid=recipe["calibration"]["grid"],
         tolerance=recipe["calibration"]["tolerance"],
         refine=recipe["calibration"]["refine"],
@@ -46,7 +50,7 @@ def run_calibration(
     )
     if not record["valid"]:
         print(
-            "calibration: warning: no rate kept held-out accuracy within "
+            "calibration: warning: no rate kept validation accuracy within "
             f"{record['tolerance']} of the pretrained model's "
             f"{record['pretrained_heldout_accuracy']:.3f}; using the smallest, "
             f"{record['ft_lr']}: GEX's members may not describe the data (lower "

@@ -60,6 +60,17 @@ def load_pretrained_run(
     return data, model, pretrained
 
 
+def validation_split(data, data_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x_val, y_val) of a stored split; a file written before validation splits
+    existed is named."""
+    if data.x_val is None:
+        raise ValueError(
+            f"{data_path} has no validation split (x_val, y_val); it was written by an "
+            "older version: delete it and rerun"
+        )
+    return data.x_val, data.y_val
+
+
 def run_ensemble_chains(
     *,
     data_path: str,
@@ -81,7 +92,8 @@ def run_ensemble_chains(
     recipe: the chain recipe (ft_lr, ft_steps, batch_size, stages, augment);
     pretrain_recipe: the pretraining config (weight decay, momentum and batch-norm
     batches carry over). outputs: losses (.npz: train_losses (G*S, N), test_losses
-    (G*S, N_te), chain-major; chains (G,); the job's compute_seconds and
+    (G*S, N_te), val_accuracy (G*S,) on the validation split, kept (G*S,) bool (not
+    collapsed), chain-major; pretrained_val_accuracy; chains (G,); the job's compute_seconds and
     forward_pass_seconds, timed in this process), members (G*S parameter trees,
     chain-major)."""
     data, model, pretrained = load_pretrained_run(
@@ -92,16 +104,20 @@ def run_ensemble_chains(
         f"chains {list(chains)}, "
         + ("batched (vmapped)" if batched else "one step each")
     )
+    x_val, y_val = validation_split(data, data_path)
     start = time.perf_counter()
     ensemble = fit_geometric_ensemble(
         model,
         pretrained,
         data.x_train,
         data.y_train,
-        x_val=data.x_test,
-        y_val=data.y_test,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=data.x_test,
+        y_test=data.y_test,
         ft_lr=chain_ft_lr(recipe, calibration_path),
         chains=chains,
+        member_check=recipe["member_check"],
         seed=seed,
         eval_batch_size=eval_batch_size,
         batched=batched,
@@ -118,6 +134,9 @@ def run_ensemble_chains(
         outputs["losses"],
         train_losses=ensemble.train_losses.astype(np.float32),
         test_losses=ensemble.heldout_losses.astype(np.float32),
+        val_accuracy=ensemble.val_accuracy,
+        pretrained_val_accuracy=np.array(ensemble.pretrained_val_accuracy),
+        kept=ensemble.kept,
         chains=np.asarray(chains, np.int64),
         compute_seconds=np.array(compute_s),
         forward_pass_seconds=np.array(forward_s),

@@ -16,7 +16,7 @@ from gex_core.evaluation.figures import (
     score_histograms,
 )
 from gex_core.evaluation.metrics import detection_metrics
-from gex_core.workflow.artifacts import load_scores
+from gex_core.workflow.artifacts import load_members, load_scores
 from gex_core.workflow.io import read_npz, save_figure, write_json, write_table
 
 
@@ -27,6 +27,9 @@ def run_detection(
     scores = load_scores(scores_path).self_influence
     mask = read_npz(labels_path, ("mask",))["mask"].astype(bool)
     metrics = detection_metrics(scores, mask)
+    members = load_members(scores_path)
+    if members is not None:
+        metrics["members_kept"], metrics["members"] = members
     heading = f"{title}\nAUC {metrics['auc']:.3f}  AP {metrics['ap']:.3f}"
     save_figure(outputs["histogram"], score_histograms(scores, mask, heading))
     save_figure(outputs["curves"], detection_curves(scores, mask, heading))
@@ -51,6 +54,16 @@ def summarize_detection(
     summary = summary[[f"{c}_{s}" for c in columns for s in ("mean", "std")]]
     summary["seeds"] = grouped.size()
     summary["noise_rate"] = frame.groupby("method", sort=False)["noise_rate"].mean()
+    if "members_kept" in frame:
+        # per seed, in seed order: "8,8,6 of 8"
+        kept = frame.dropna(subset=["members_kept"]).groupby("method", sort=False)
+        summary["members_kept"] = kept.apply(
+            lambda g: (
+                ",".join(str(int(k)) for k in g.members_kept)
+                + f" of {int(g.members.max())}"
+            ),
+            include_groups=False,
+        )
     return summary.reset_index()
 
 

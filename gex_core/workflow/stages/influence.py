@@ -13,6 +13,7 @@ from gex_core.api.scoring import score
 from gex_core.influence.registry import METHODS, get_method
 from gex_core.influence.scores import Scores
 from gex_core.workflow.artifacts import (
+    load_members,
     load_query_indices,
     load_scores,
     save_scores,
@@ -54,7 +55,12 @@ def run_influence(
     if inputs.shard is not None:
         timing["rows"] = list(inputs.shard)
     print(f"{method} {dict(hp)}: {scores.self_influence.shape[0]} scores; {timing}")
-    save_scores(outputs["scores"], scores, query_indices=queries)
+    members = None
+    if "ensemble" in spec.needs:
+        kept = inputs.chain_arrays["kept"].astype(bool)
+        members = (int(kept.sum()), kept.size)
+        print(f"ensemble members kept: {members[0]} of {members[1]}")
+    save_scores(outputs["scores"], scores, query_indices=queries, members=members)
     write_json(outputs["timing"], timing)
 
 
@@ -127,5 +133,6 @@ def run_gather(
     )
     timing["shards"] = list(shard_scores)
     print(f"merged {len(shard_scores)} shards: {num_train} scores; {timing}")
-    save_scores(outputs["scores"], scores, query_indices=queries)
+    members = load_members(shard_scores[0]) if shard_scores else None
+    save_scores(outputs["scores"], scores, query_indices=queries, members=members)
     write_json(outputs["timing"], timing)
