@@ -102,7 +102,7 @@ def test_ft_lr_is_a_positive_number_or_auto(value):
     assert config["ensemble"]["ft_lr"] == "auto"
     assert config["ensemble"]["calibration"] == {
         "grid": [0.025, 0.05, 0.1, 0.2, 0.4],
-        "tolerance": 0.02,
+        "tolerance": "auto",
         "refine": 0,
     }
 

@@ -180,12 +180,20 @@ def test_a_collapsed_member_is_dropped_and_counted():
     from types import SimpleNamespace
 
     from gex_core.influence import gex
-    from gex_core.influence.members import check_kept, collapsed_members
+    from gex_core.influence.members import check_kept, checkable, collapsed_members
 
-    # 10 classes, trained model 0.9: the floor is (0.1 + 0.9) / 2 = 0.5
-    kept = ~collapsed_members(np.array([0.88, 0.12, 0.5, 0.49]), 0.9, 10)
+    # 10 classes, trained model 0.9: the midpoint is (0.1 + 0.9) / 2 = 0.5, less two
+    # standard errors at 0.5 on 144 samples: p = 74 / 148, 2 sqrt(p (1 - p) / 148)
+    floor = 0.5 - 2 * np.sqrt(0.25 / 148)
+    assert floor == pytest.approx(0.4178, abs=1e-4)
+    accuracy = np.array([0.88, 0.12, floor + 1e-9, floor - 1e-9])
+    kept = ~collapsed_members(accuracy, 0.9, 10, 144)
     assert kept.tolist() == [True, False, True, False]
+    # on 8 validation samples chance variation is wide: nothing counts as collapsed
+    assert not collapsed_members(np.array([0.25]), 0.9, 10, 8).any()
     check_kept(kept)  # half kept: allowed
+    # a trained model within two standard errors of chance leaves nothing to check
+    assert checkable(0.9, 10, 144) and not checkable(0.2, 10, 20)
     with pytest.raises(ValueError, match=r"only 1 of 4 .*collapsed: \[1, 2, 3\]"):
         check_kept(np.array([True, False, False, False]))
 

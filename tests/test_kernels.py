@@ -555,6 +555,9 @@ def run_files(tmp_path_factory):
         root / "chain0.npz",
         train_losses=rng.random((3, N)).astype(np.float32),
         test_losses=rng.random((3, N_TE)).astype(np.float32),
+        val_accuracy=np.array([0.9, 0.8, 0.85]),
+        pretrained_val_accuracy=np.array(0.9),
+        kept=np.ones(3, bool),
     )
     return root
 

@@ -7,9 +7,10 @@ import pytest
 import yaml
 
 from gex_core import api
-from gex_core.data.datasets import load_digits
+from gex_core.data.datasets import load_digits, normalise_images
 from gex_core.evaluation.label_issues import label_issue_table, seed_aggregate
 from gex_core.workflow import paths
+from gex_core.workflow.artifacts import read_dataset
 from gex_core.workflow.config import label_issue_options, validate_config
 from gex_core.workflow.io import write_table
 from tests.formats import write_image_folder
@@ -89,13 +90,17 @@ def test_the_table_names_classes_and_files_and_nothing_is_graded(folder_run):
 
 @pytest.mark.parametrize("method", ["gex", "randproj"])
 def test_the_api_gives_the_workflows_table(folder_run, tmp_path, method):
+    """The workflow's stored splits (train, validation, test) through the API with
+    the config's options: the same table, file for file."""
     workdir, config, root = folder_run
-    data = api.load_image_folder(root)
+    data = read_dataset(str(workdir / paths.result(config, "data")))
     table = api.find_label_issues(
         data.x_train,
         data.y_train,
         x_test=data.x_test,
         y_test=data.y_test,
+        x_val=data.x_val,
+        y_val=data.y_val,
         method=method,
         seed=0,
         class_names=data.class_names,
@@ -105,6 +110,22 @@ def test_the_api_gives_the_workflows_table(folder_run, tmp_path, method):
     write_table(tmp_path / "api.tsv", table)
     workflow = workdir / paths.result(config, "label_issues", seed=0, method=method)
     pd.testing.assert_frame_equal(read(tmp_path / "api.tsv"), read(workflow))
+
+
+def test_the_folder_reads_the_same_through_the_api(folder_run):
+    """load_image_folder and the workflow's stored split hold the same images; the
+    workflow's training and validation rows together are the folder's training set."""
+    workdir, config, root = folder_run
+    stored = read_dataset(str(workdir / paths.result(config, "data")))
+    data = api.load_image_folder(root)
+    assert data.class_names == stored.class_names
+    assert len(stored.y_train) + len(stored.y_val) == len(data.y_train)
+    rows = {f: i for i, f in enumerate(data.train_files)}
+    picked = [rows[f] for f in stored.train_files]
+    np.testing.assert_array_equal(
+        normalise_images(data.x_train[picked]), stored.x_train
+    )
+    np.testing.assert_array_equal(data.y_train[picked], stored.y_train)
 
 
 def test_seed_aggregate_by_hand():

@@ -11,7 +11,7 @@ import numpy as np
 from gex_core.api.models import as_model
 from gex_core.influence.calibration import calibrate_ft_lr as calibrate
 from gex_core.influence.ensemble import FineTuning, run_chains
-from gex_core.influence.members import check_kept, collapsed_members
+from gex_core.influence.members import check_kept, checkable, collapsed_members
 from gex_core.training.hooks import NO_CHECKPOINTS, Checkpointer, Log, no_log
 from gex_core.training.losses import Loss, get_loss
 from gex_core.training.models import Model
@@ -208,7 +208,14 @@ def fit_geometric_ensemble(
         for p in [params, *members]
     ]
     classes = int(max(np.max(y_train), np.max(y_val))) + 1
-    collapsed = collapsed_members(accuracy[1:], accuracy[0], classes)
+    collapsed = collapsed_members(accuracy[1:], accuracy[0], classes, len(y_val))
+    if not checkable(accuracy[0], classes, len(y_val)):
+        log(
+            f"gex: members not checked for collapse: the trained model's validation "
+            f"accuracy {accuracy[0]:.3f} does not beat chance ({1 / classes:.3f}) by "
+            "two standard errors"
+        )
+        collapsed[:] = False
     if collapsed.any():
         message = (
             f"members {np.flatnonzero(collapsed).tolist()} of {len(members)} "

@@ -90,8 +90,13 @@ def heldout_split(
 def with_validation(data: Dataset, fraction: float) -> Dataset:
     """The data set with a stratified `fraction` of its training split moved to the
     validation split (x_val, y_val), the same rows for every run (seed 0), kept rows
-    and train_files in their order."""
-    kept, held = heldout_split(data.y_train, fraction, seed=0)
+    and train_files in their order. Where some class is too small to stratify, the
+    rows are drawn without regard to class."""
+    try:
+        kept, held = heldout_split(data.y_train, fraction, seed=0)
+    except ValueError:
+        # too few samples of some class to stratify (tiny data sets): a plain draw
+        kept, held = heldout_split(np.zeros_like(data.y_train), fraction, seed=0)
     files = data.train_files
     return data._replace(
         x_train=data.x_train[kept],

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gex_core.influence.ensemble import FineTuning, run_chain
+from gex_core.influence.members import accuracy_tolerance
 from gex_core.training.hooks import no_log
 from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss
 from gex_core.training.models import Model
@@ -73,18 +74,6 @@ def pilot_statistics(
             np.isfinite(train_logits).all() and np.isfinite(train_losses).all()
         ),
     )
-
-
-def accuracy_tolerance(accuracy: float, size: int) -> tuple[float, float]:
-    """(standard error, tolerance) of an accuracy measured on `size` held-out samples:
-    the Agresti-Coull standard error sqrt(p(1 - p) / (n + 4)), p = (k + 2) / (n + 4),
-    which stays positive at accuracy 1, and a tolerance of two of them (a pilot that
-    loses less cannot be told apart from the pretrained model on this split)."""
-    if size < 1:
-        raise ValueError("the held-out set is empty: no accuracy to compare")
-    p = (accuracy * size + 2) / (size + 4)
-    standard_error = float(np.sqrt(p * (1 - p) / (size + 4)))
-    return standard_error, 2 * standard_error
 
 
 def choose_ft_lr(

@@ -53,15 +53,16 @@ def batched_map(
     (parameters, directions), placed on the devices once. `fn` returns an array
     (B, ...) or a tuple of them, row b depending on row b of the batch alone; the
     result is the matching (N, ...) host array or tuple. `fn` should be jitted. Batches
-    have B = min(batch_size, N) rows rounded up to a multiple of the device count
-    (padding rows are dropped); with several devices each runs fn on its B / n rows
+    have B = batch_size rows rounded up to a multiple of the device count, even when
+    N is smaller (padding rows are dropped): one shape whatever N, so a shard of rows
+    whose start is a multiple of B is computed in exactly the batches of the whole; with several devices each runs fn on its B / n rows
     (`devices.per_device`: give a long-lived fn with consts rather than a fresh
     closure, or each call compiles anew). On one device fn gets the host batches
     directly, exactly as without a mesh.
     """
     mesh = data_mesh() if mesh is None else mesh
     num_samples = arrays[0].shape[0]
-    size = -(-min(batch_size, num_samples) // mesh.size) * mesh.size
+    size = -(-batch_size // mesh.size) * mesh.size
     sharding = batch_sharding(mesh, size)
     if sharding is None:
         run, consts = fn, jax.device_put(consts)
