@@ -522,7 +522,9 @@ def assert_matches_reference(scores, reference):
 def test_la_kfac_scores_match_reference_and_are_deterministic():
     """tau = 0.3 clamps 3 of the 32 pretrained losses (the smallest is 0.065)."""
     model, params, x, y = tiny_problem()
-    inputs = Problem(model, params, x[:32], y[:32], x[32:], y[32:], seed=3)
+    inputs = Problem(
+        model, params, x[:32], y[:32], x[32:], y[32:], seed=3, eval_batch_size=16
+    )
     hp = {"members": 4, "alpha": 0.1, "sigma": 0.1, "tau": 0.3}
     hp |= {"num_batches": 3, "batch_size": 16}
     batches = sample_batches(32, 3, 16, inputs.rng("curvature_batches"))
