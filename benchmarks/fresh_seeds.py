@@ -56,58 +56,79 @@ def run_setting(out: Path, setting: str, seeds: list[int], cores: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
-    command += ["--directory", str(out), "--cores", cores]
-    subprocess.run(command, check=True, capture_output=True)
+    # keep going: a seed whose GEX ensemble mostly collapsed fails its scoring job by
+    # design, and the other seeds and methods still finish
+    command += ["--directory", str(out), "--cores", cores, "--keep-going"]
+    subprocess.run(command, capture_output=True)
     validate_config(config, ROOT / "schemas" / "config.schema.yaml")
     return config
 
 
-def setting_table(out: Path, config: dict) -> tuple[pd.DataFrame, list]:
-    """Per method: AUC and AP (mean, std) and the paired intervals against GEX; and
-    GEX's members kept per seed."""
+def failure(out: Path, config: dict, seed: int, method: str) -> str:
+    """The last line of a failed scoring job's log (why it has no scores)."""
+    log = out / paths.log_file(paths.result(config, "scores", seed=seed, method=method))
+    lines = log.read_text().strip().splitlines() if log.exists() else ["no log"]
+    errors = [line for line in lines if "Error:" in line]
+    return (errors or lines)[-1]
+
+
+def setting_table(out: Path, config: dict) -> tuple[pd.DataFrame, list[str]]:
+    """Per method: AUC and AP (mean, std over the seeds it has scores for) and the
+    paired intervals against GEX on the seeds both have; notes on GEX's members kept
+    and on every failed scoring job."""
     seeds = config["seeds"]
-    masks = [
-        read_npz(out / paths.result(config, "labels", seed=s), ("mask",))["mask"]
+    masks = {
+        s: read_npz(out / paths.result(config, "labels", seed=s), ("mask",))["mask"]
         for s in seeds
-    ]
-    scores = {
-        m: [
-            load_scores(
-                out / paths.result(config, "scores", seed=s, method=m)
-            ).self_influence
-            for s in seeds
-        ]
-        for m in config["methods"]
     }
-    kept = [
-        load_members(out / paths.result(config, "scores", seed=s, method="gex"))
-        for s in seeds
-    ]
+    scores, notes = {}, []
+    for method in config["methods"]:
+        scores[method] = {}
+        for seed in seeds:
+            path = out / paths.result(config, "scores", seed=seed, method=method)
+            if path.exists():
+                scores[method][seed] = load_scores(path).self_influence
+            else:
+                notes.append(
+                    f"{method}, seed {seed}: no scores ({failure(out, config, seed, method)})"
+                )
+    kept = []
+    for seed in seeds:
+        path = out / paths.result(config, "scores", seed=seed, method="gex")
+        members = load_members(path) if path.exists() else None
+        kept.append("failed" if members is None else f"{members[0]} of {members[1]}")
+    notes.insert(0, "GEX members kept per seed: " + ", ".join(kept))
     rows = []
-    for method, per_seed in scores.items():
+    for method, by_seed in scores.items():
+        row = {"method": method, "seeds": len(by_seed)}
         metrics = [
-            detection_metrics(x, m.astype(bool))
-            for x, m in zip(per_seed, masks, strict=True)
+            detection_metrics(x, masks[s].astype(bool)) for s, x in by_seed.items()
         ]
-        row = {"method": method}
+        common = [s for s in by_seed if s in scores["gex"]]
         for name in ("auc", "ap"):
             values = np.array([m[name] for m in metrics])
             row[name] = f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
             row[f"{name}_mean"] = values.mean()
-            if method != "gex":
-                interval = paired_bootstrap(scores["gex"], per_seed, masks, name)
+            if method != "gex" and common:
+                interval = paired_bootstrap(
+                    [scores["gex"][s] for s in common],
+                    [by_seed[s] for s in common],
+                    [masks[s] for s in common],
+                    name,
+                )
                 row[f"gex_minus_{name}"] = (
                     f"{interval.delta:+.4f} [{interval.low:+.4f}, {interval.high:+.4f}]"
                 )
         rows.append(row)
     table = pd.DataFrame(rows).sort_values("auc_mean", ascending=False)
-    return table, kept
+    return table, notes
 
 
 def markdown(table: pd.DataFrame) -> str:
     lines = [
-        "| method | ROC-AUC | AP | ΔAUC GEX − method [95% CI] | ΔAP GEX − method [95% CI] |",
-        "|---|---|---|---|---|",
+        "| method | seeds | ROC-AUC | AP | ΔAUC GEX − method [95% CI] "
+        "| ΔAP GEX − method [95% CI] |",
+        "|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         delta_auc = r.get("gex_minus_auc", "")
@@ -115,7 +136,8 @@ def markdown(table: pd.DataFrame) -> str:
         delta_auc = "" if not isinstance(delta_auc, str) else delta_auc
         delta_ap = "" if not isinstance(delta_ap, str) else delta_ap
         lines.append(
-            f"| `{r['method']}` | {r['auc']} | {r['ap']} | {delta_auc} | {delta_ap} |"
+            f"| `{r['method']}` | {r['seeds']} | {r['auc']} | {r['ap']} | {delta_auc} "
+            f"| {delta_ap} |"
         )
     return "\n".join(lines)
 
@@ -128,9 +150,16 @@ def main() -> None:
         "--settings", nargs="+", default=["sym0.1", "sym0.3", "asym0.2"]
     )
     parser.add_argument("--cores", default="all")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the finished jobs of an earlier run in --out (CPU runs are bitwise "
+        "reproducible, so the numbers are the same; the minutes are not)",
+    )
     args = parser.parse_args()
     out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(out, ignore_errors=True)
     report = [
         f"commit {commit()}, `python benchmarks/fresh_seeds.py --seeds "
         f"{' '.join(map(str, args.seeds))} --settings {' '.join(args.settings)}`; "
@@ -140,12 +169,13 @@ def main() -> None:
         start = time.perf_counter()
         config = run_setting(out / setting, setting, args.seeds, args.cores)
         minutes = (time.perf_counter() - start) / 60
-        table, kept = setting_table(out / setting, config)
+        table, notes = setting_table(out / setting, config)
         table.to_csv(out / setting / "table.tsv", sep="\t", index=False)
-        members = ", ".join(f"{k} of {n}" for k, n in kept)
         report.append(
-            f"\n### digits, {setting}\n\n{minutes:.1f} minutes; GEX members kept per "
-            f"seed: {members}\n\n" + markdown(table)
+            f"\n### digits, {setting}\n\n{minutes:.1f} minutes\n\n"
+            + "".join(f"- {note}\n" for note in notes)
+            + "\n"
+            + markdown(table)
         )
     text = "\n".join(report) + "\n"
     (out / "results.md").write_text(text)
