@@ -203,6 +203,47 @@ def fit_geometric_ensemble(
         checkpointer=checkpointer,
     )
     members = [member for result in results for member in result.members]
+    accuracy, kept = check_members(
+        model,
+        params,
+        members,
+        (x_val, y_val),
+        y_train,
+        loss,
+        eval_batch_size,
+        member_check,
+        log,
+    )
+    return GeometricEnsemble(
+        members=members,
+        chains=chain_ids,
+        stages=fine_tuning.stages,
+        ft_lr=fine_tuning.ft_lr,
+        train_losses=np.concatenate([r.train_losses for r in results]),
+        heldout_losses=np.concatenate([r.test_losses for r in results]),
+        calibration=record,
+        val_accuracy=np.asarray(accuracy[1:]),
+        pretrained_val_accuracy=float(accuracy[0]),
+        kept=kept,
+    )
+
+
+def check_members(
+    model: Model,
+    params: Params,
+    members: Sequence[Params],
+    validation: tuple[np.ndarray, np.ndarray],
+    y_train: np.ndarray,
+    loss: Loss,
+    eval_batch_size: int,
+    member_check: str,
+    log: Log,
+) -> tuple[list[float], np.ndarray]:
+    """([trained model's, then each member's validation accuracy], kept (M,) bool):
+    collapsed members (`collapsed_members`) are not kept, or fail the call with
+    member_check="fail"; where the trained model does not beat chance (`checkable`)
+    every member is kept."""
+    x_val, y_val = validation
     accuracy = [
         validation_accuracy(model, p, x_val, y_val, loss, eval_batch_size)
         for p in [params, *members]
@@ -225,18 +266,7 @@ def fit_geometric_ensemble(
         if member_check == "fail":
             raise ValueError(f"gex: {message}; lower ft_lr")
         log(f"gex: dropped {message}")
-    return GeometricEnsemble(
-        members=members,
-        chains=chain_ids,
-        stages=fine_tuning.stages,
-        ft_lr=fine_tuning.ft_lr,
-        train_losses=np.concatenate([r.train_losses for r in results]),
-        heldout_losses=np.concatenate([r.test_losses for r in results]),
-        calibration=record,
-        val_accuracy=np.asarray(accuracy[1:]),
-        pretrained_val_accuracy=float(accuracy[0]),
-        kept=~collapsed,
-    )
+    return accuracy, ~collapsed
 
 
 def validation_accuracy(
