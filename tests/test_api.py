@@ -282,3 +282,49 @@ def test_the_workflow_chains_are_the_api_ensemble():
     np.testing.assert_array_equal(
         np.concatenate([r.train_losses for r in direct]), through.train_losses
     )
+
+
+def test_a_collapsed_member_is_dropped_or_fails_the_call():
+    """A linear model that is right on every validation sample, and a member that
+    predicts class 0 for everything: drop marks it not kept, fail names it."""
+    from gex_core.api.ensemble import check_members
+    from gex_core.training.models import Model
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(3, 3)).astype(np.float32)
+    x = rng.normal(size=(200, 3, 1, 1)).astype(np.float32)
+    y = (x.reshape(200, 3) @ weights).argmax(1).astype(np.int32)
+
+    def apply(params, xb):
+        return xb.reshape(xb.shape[0], -1) @ params["w"] + params["b"]
+
+    model = Model("linear", lambda key: None, apply)
+    trained = {"w": weights, "b": np.zeros(3, np.float32)}
+    collapsed = {"w": np.zeros((3, 3), np.float32), "b": np.array([9.0, 0, 0], "f4")}
+    messages = []
+    accuracy, kept = check_members(
+        model,
+        trained,
+        [trained, collapsed],
+        (x, y),
+        y,
+        get_loss("softmax_cross_entropy"),
+        64,
+        "drop",
+        messages.append,
+    )
+    assert accuracy[0] == 1.0 and accuracy[2] == np.mean(y == 0)
+    assert kept.tolist() == [True, False]
+    assert "dropped members [1] of 2 collapsed" in messages[0]
+    with pytest.raises(ValueError, match=r"members \[1\] of 2 collapsed .*lower ft_lr"):
+        check_members(
+            model,
+            trained,
+            [trained, collapsed],
+            (x, y),
+            y,
+            get_loss("softmax_cross_entropy"),
+            64,
+            "fail",
+            no_log,
+        )
