@@ -36,7 +36,7 @@ from benchmarks.default_run import commit  # noqa: E402
 from gex_core.data.datasets import load_digits  # noqa: E402
 from gex_core.workflow import paths  # noqa: E402
 from gex_core.workflow.config import validate_config  # noqa: E402
-from tests.formats import write_image_folder  # noqa: E402
+from tests.formats import as_uint8, write_image_folder  # noqa: E402
 
 METHODS = ["gex", "cl", "el2n", "randproj"]
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -50,7 +50,6 @@ def write_folder(root: Path, fraction: float, seed: int = 2026) -> set[str]:
     rng = np.random.default_rng(seed)
     moved = rng.choice(labels.size, round(fraction * labels.size), replace=False)
     labels[moved] = (labels[moved] + rng.integers(1, 10, moved.size)) % 10
-    as_uint8 = lambda x: np.round(x * 255).astype(np.uint8)  # noqa: E731
     files = write_image_folder(root, as_uint8(digits.x_train), labels, NAMES)
     write_image_folder(root, as_uint8(digits.x_test), digits.y_test, NAMES, "test")
     by_row = {int(f.stem): f.relative_to(root).as_posix() for f in files}

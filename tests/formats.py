@@ -103,6 +103,11 @@ def write_cifar10_binary(folder, n_train=10, n_test=5, seed=0):
         (folder / name).write_bytes(cifar_bytes(x.astype(np.uint8), y))
 
 
+def as_uint8(x):
+    """Images in [0, 1] (the bundled digits) as the 8-bit pixels of an image file."""
+    return np.round(x * 255).astype(np.uint8)
+
+
 def write_image_folder(root, images, labels, class_names, split="train", suffix="png"):
     """Images (N, H, W, C) uint8, C = 1 or 3, as root/split/<class>/<i>.<suffix>;
     returns the files in the reader's order (class, then file name)."""

@@ -302,22 +302,9 @@ def test_a_collapsed_member_is_dropped_or_fails_the_call():
     trained = {"w": weights, "b": np.zeros(3, np.float32)}
     collapsed = {"w": np.zeros((3, 3), np.float32), "b": np.array([9.0, 0, 0], "f4")}
     messages = []
-    accuracy, kept = check_members(
-        model,
-        trained,
-        [trained, collapsed],
-        (x, y),
-        y,
-        get_loss("softmax_cross_entropy"),
-        64,
-        "drop",
-        messages.append,
-    )
-    assert accuracy[0] == 1.0 and accuracy[2] == np.mean(y == 0)
-    assert kept.tolist() == [True, False]
-    assert "dropped members [1] of 2 collapsed" in messages[0]
-    with pytest.raises(ValueError, match=r"members \[1\] of 2 collapsed .*lower ft_lr"):
-        check_members(
+
+    def check(mode, log):
+        return check_members(
             model,
             trained,
             [trained, collapsed],
@@ -325,6 +312,13 @@ def test_a_collapsed_member_is_dropped_or_fails_the_call():
             y,
             get_loss("softmax_cross_entropy"),
             64,
-            "fail",
-            no_log,
+            mode,
+            log,
         )
+
+    accuracy, kept = check("drop", messages.append)
+    assert accuracy[0] == 1.0 and accuracy[2] == np.mean(y == 0)
+    assert kept.tolist() == [True, False]
+    assert "dropped members [1] of 2 collapsed" in messages[0]
+    with pytest.raises(ValueError, match=r"members \[1\] of 2 collapsed .*lower ft_lr"):
+        check("fail", no_log)

@@ -13,15 +13,11 @@ from gex_core.workflow import paths
 from gex_core.workflow.artifacts import read_dataset
 from gex_core.workflow.config import label_issue_options, validate_config
 from gex_core.workflow.io import write_table
-from tests.formats import write_image_folder
+from tests.formats import as_uint8, write_image_folder
 from tests.workflow_util import ROOT, copy_workflow, snakemake
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 MOVED = 12  # training images put in a wrong class folder
-
-
-def as_uint8(x):
-    return np.round(x * 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

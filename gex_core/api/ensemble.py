@@ -43,11 +43,18 @@ class GeometricEnsemble(NamedTuple):
     pretrained_val_accuracy: float | None = None
     kept: np.ndarray | None = None
 
-    def kept_losses(self) -> tuple[np.ndarray, np.ndarray]:
-        """(train (M', N), held-out (M', N_h)) losses of the kept members; fewer than
-        half kept is an error (`check_kept`)."""
-        kept = np.ones(len(self.members), bool) if self.kept is None else self.kept
+    def kept_mask(self) -> np.ndarray:
+        """(M,) bool of the members GEX scores with (all where no check ran); fewer
+        than half kept is an error (`check_kept`)."""
+        kept = np.ones(len(self.members), bool)
+        if self.kept is not None:
+            kept = np.asarray(self.kept, bool)
         check_kept(kept)
+        return kept
+
+    def kept_losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """(train (M', N), held-out (M', N_h)) losses of the kept members."""
+        kept = self.kept_mask()
         return self.train_losses[kept], self.heldout_losses[kept]
 
 

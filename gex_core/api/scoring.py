@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gex_core.api.models import as_model
-from gex_core.influence.members import check_kept
 from gex_core.influence.problem import Problem
 from gex_core.influence.registry import METHODS, get_method
 from gex_core.influence.scores import Scores
@@ -162,10 +161,7 @@ def influence(
                 f"the ensemble was fit on {ensemble.train_losses.shape[1]} training "
                 f"samples, not these {len(y_train)}"
             )
-        kept = np.ones(len(ensemble.members), bool)
-        if ensemble.kept is not None:
-            kept = np.asarray(ensemble.kept, bool)
-        check_kept(kept)
+        kept = ensemble.kept_mask()
         x_eval, y_eval = (x_train, y_train) if x_test is None else (x_test, y_test)
         test_losses = member_losses(
             model,

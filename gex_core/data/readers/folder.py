@@ -113,12 +113,13 @@ def read_image(path: Path) -> np.ndarray:
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
-def read_images(files: list[Path], first: Path | None = None) -> np.ndarray:
-    """uint8 (N, H, W, C) of the files; each must have the shape of the first one read
-    (`first`, else files[0])."""
+def read_images(
+    files: list[Path], reference: tuple[Path, tuple[int, ...]] | None = None
+) -> np.ndarray:
+    """uint8 (N, H, W, C) of the files; each must have the shape of the reference
+    (its file and (H, W, C); default: files[0] and its shape)."""
     images = [read_image(p) for p in files]
-    reference = first or files[0]
-    shape = read_image(reference).shape if first else images[0].shape
+    reference, shape = reference or (files[0], images[0].shape)
     for path, image in zip(files, images, strict=True):
         if image.shape != shape:
             _fail(
@@ -135,8 +136,9 @@ def _describe(shape: tuple[int, ...]) -> str:
 
 
 def _flatten(classes: dict[str, list[Path]], names: list[str]):
+    label = {name: i for i, name in enumerate(names)}
     files = [f for name in classes for f in classes[name]]
-    labels = [names.index(name) for name in classes for _ in classes[name]]
+    labels = [label[name] for name in classes for _ in classes[name]]
     return files, np.asarray(labels, dtype=np.int32)
 
 
@@ -154,7 +156,7 @@ def load_folder(root: str | Path, test_fraction: float = 0.2) -> Dataset:
     x = read_images(files)
     if test is not None:
         test_files, y_test = _flatten(test, names)
-        x_test = read_images(test_files, first=files[0])
+        x_test = read_images(test_files, reference=(files[0], x.shape[1:]))
         kept = np.arange(len(files))
     else:
         kept, held = _split(labels, names, test_fraction, root)

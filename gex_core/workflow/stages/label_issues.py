@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from gex_core.evaluation.figures import score_gallery
@@ -23,7 +24,7 @@ from gex_core.workflow.io import read_npz, save_figure, write_table
 
 def seed_issue_table(
     labels_path: str, scores_path: str, predictions_path: str, graded: bool
-) -> tuple[pd.DataFrame, object]:
+) -> tuple[pd.DataFrame, np.ndarray]:
     """(one seed's label_issue_table with integer labels, its (N, C) probabilities);
     graded (the noise was injected): with the true labels."""
     labels = read_npz(labels_path, ("noisy", "clean"))
