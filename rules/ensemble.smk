@@ -21,6 +21,7 @@ rule calibrate:
     params:
         model=config["model"],
         recipe=CHAIN_RECIPE,
+        chains=config["ensemble"]["chains"],
         pretrain_recipe=config["pretrain"],
         eval_batch_size=config["eval_batch_size"],
         code=code("calibrate.py"),

@@ -151,7 +151,7 @@ def test_the_search_finds_the_edge_of_a_known_valid_range():
     barely escapes, 0.2 destroys)."""
     tried = []
 
-    def pilot(lr):
+    def pilot(lr, chain):
         tried.append(lr)
         return stats(lr, 0.9 if lr <= 0.17 else 0.2)
 
@@ -168,6 +168,67 @@ def test_the_search_finds_the_edge_of_a_known_valid_range():
         choose_ft_lr(search_ft_lr(pilot, [0.1, 0.2], 0, 0.9, 0.02), 0.9, 0.02)[0] == 0.1
     )
     assert tried == [0.1, 0.2]
+
+
+def test_other_chains_that_collapse_move_the_choice_down():
+    """The failure measured on fresh seeds: at 0.4 chain 0 keeps its accuracy while
+    chains 1-3 collapse to chance. Piloting every chain's first stage rejects 0.4;
+    at 0.2 chain 2 fails too, so 0.1 is chosen. Each rate stops at its first failing
+    chain, and nothing below the chosen rate is piloted on other chains."""
+    accuracy = {(0.4, 0): 0.94, (0.4, 1): 0.1, (0.2, 1): 0.95, (0.2, 2): 0.2}
+    tried = []
+
+    def pilot(lr, chain):
+        tried.append((lr, chain))
+        return stats(lr, accuracy.get((lr, chain), 0.95))._replace(chain=chain)
+
+    found = search_ft_lr(pilot, [0.05, 0.1, 0.2, 0.4], 0, 0.95, 0.02, (0, 1, 2, 3))
+    assert tried == [
+        (0.05, 0), (0.1, 0), (0.2, 0), (0.4, 0),  # the grid on chain 0
+        (0.4, 1),  # fails: 0.4 is done
+        (0.2, 1), (0.2, 2),  # chain 2 fails
+        (0.1, 1), (0.1, 2), (0.1, 3),  # all pass
+    ]  # fmt: skip
+    assert choose_ft_lr(found, 0.95, 0.02, (0, 1, 2, 3)) == (0.1, True)
+    # chain 0 alone (the old calibration) would have taken 0.4
+    chain0 = [s for s in found if s.chain == 0]
+    assert choose_ft_lr(chain0, 0.95, 0.02) == (0.4, True)
+    # a rate not yet piloted on every chain is not valid
+    assert choose_ft_lr(chain0, 0.95, 0.02, (0, 1)) == (0.05, False)
+
+
+def test_the_workflow_record_shows_every_chain_pilot(tmp_path):
+    """A real calibration over two chains: chain 1's pilot at the chosen rate is chain
+    1's first member (the same draws), recorded under chain_pilots."""
+    from gex_core.influence.ensemble import run_chain
+
+    model = tiny_mlp()
+    x, y = tiny_data(60)
+    params = pretrain(
+        model, x, y, x[:20], y[:20], seed=0, epochs=3, batch_size=20, lr=0.3,
+        weight_decay=5e-4, warmup_ratio=0.1, momentum=0.9, num_checkpoints=1,
+        eval_batch_size=32, log=lambda _: None,
+    ).params  # fmt: skip
+    recipe = FineTuning(
+        stages=1, ft_lr=math.nan, ft_steps=4, batch_size=20, weight_decay=5e-4,
+        momentum=0.9,
+    )  # fmt: skip
+    record = calibrate_ft_lr(
+        model, params, x, y, x[:20], y[:20], grid=[0.01], tolerance=1.0, seed=3,
+        chains=(0, 1), recipe=recipe, eval_batch_size=32,
+    )  # fmt: skip
+    assert record["pilot_chains"] == [0, 1] and record["ft_lr"] == 0.01
+    assert [row["chain"] for row in record["grid"]] == [0]
+    [other] = record["chain_pilots"]
+    assert (other["chain"], other["lr"]) == (1, 0.01)
+    member = run_chain(
+        model, params, (x, y, x[:20], y[:20]), recipe._replace(ft_lr=0.01), seed=3,
+        chain=1, eval_batch_size=32, log=lambda _: None,
+    ).members[0]  # fmt: skip
+    logits = np.asarray(model.apply(member, x[:20]))
+    assert other["heldout_accuracy"] == pytest.approx(
+        np.mean(logits.argmax(1) == y[:20])
+    )
 
 
 def test_auto_tolerance_is_two_agresti_coull_standard_errors():
@@ -232,7 +293,12 @@ def test_calibration_and_member_check_never_read_the_test_split(tmp_path):
         mask=np.zeros(len(data.y_train), bool),
     )
     recipe = {
-        "calibration": {"grid": [0.05, 0.5], "tolerance": "auto", "refine": 0},
+        "calibration": {
+            "grid": [0.05, 0.5],
+            "tolerance": "auto",
+            "refine": 0,
+            "pilot_chains": "all",
+        },
         "stages": 1,
         "ft_steps": 4,
         "batch_size": 32,
@@ -261,6 +327,7 @@ def test_calibration_and_member_check_never_read_the_test_split(tmp_path):
         )
         record = run_calibration(
             **common,
+            chains=2,
             outputs={
                 "record": str(folder / "calibration.json"),
                 "plot": str(folder / "calibration.png"),
@@ -279,6 +346,7 @@ def test_calibration_and_member_check_never_read_the_test_split(tmp_path):
     (real, real_chains), (other, other_chains) = results
     assert real == other
     assert real["heldout_size"] == len(data.y_val) == 60
+    assert real["pilot_chains"] == [0, 1]
     assert real["tolerance"] == pytest.approx(2 * real["standard_error"])
     for key in ("val_accuracy", "kept"):
         np.testing.assert_array_equal(real_chains[key], other_chains[key])

@@ -104,6 +104,7 @@ def test_ft_lr_is_a_positive_number_or_auto(value):
         "grid": [0.025, 0.05, 0.1, 0.2, 0.4],
         "tolerance": "auto",
         "refine": 0,
+        "pilot_chains": "all",
     }
 
 

@@ -210,3 +210,23 @@ def test_a_collapsed_member_is_dropped_and_counted():
     scores = gex.compute(inputs, {"reference": "pretrained"})
     expected = ((train[kept] - pretrained[0]) ** 2).mean(axis=0)
     np.testing.assert_allclose(scores.self_influence, expected)
+
+
+def test_member_loss_control_is_the_members_mean_loss():
+    """The control scores mean_m loss_n(theta_m) by hand; where the members agree
+    and sit far above a near-zero pretrained loss (Delta ~ loss) it ranks exactly as
+    GEX with the pretrained reference, which is what it controls for."""
+    from gex_core.influence.member_loss import member_loss_scores
+
+    losses = np.array([[0.5, 2.0, 0.1], [1.5, 4.0, 0.3]])
+    scores = member_loss_scores(losses)
+    np.testing.assert_allclose(scores.self_influence, [1.0, 3.0, 0.2])
+    assert scores.test_influence is None and scores.kernel is None
+    rng = np.random.default_rng(0)
+    members = np.tile(rng.uniform(1.0, 5.0, size=50), (4, 1))
+    pretrained = np.full(50, 1e-4)
+    gex = gex_scores(members, pretrained, members[:, :3], pretrained[:3], 0.0)
+    np.testing.assert_array_equal(
+        np.argsort(gex.self_influence),
+        np.argsort(member_loss_scores(members).self_influence),
+    )

@@ -355,6 +355,7 @@ SMALL_HPARAMS = {
     },
     "el2n": {"repeats": 1, "epochs": 1},
     "forgetting": {},
+    "member_loss": {},
     "cl": {"folds": 2},
     "knn": {"k": 0},
     "random": {},

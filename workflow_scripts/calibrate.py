@@ -14,6 +14,7 @@ print(
         model_path=snakemake.input.model,
         seed=int(snakemake.wildcards.seed),
         recipe=snakemake.params.recipe,
+        chains=snakemake.params.chains,
         pretrain_recipe=snakemake.params.pretrain_recipe,
         eval_batch_size=snakemake.params.eval_batch_size,
         outputs=dict(snakemake.output.items()),

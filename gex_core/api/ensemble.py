@@ -94,6 +94,7 @@ def calibrate_ft_lr(
     grid: Sequence[float] = DEFAULT_GRID,
     tolerance: float | str = "auto",
     refine: int = 0,
+    chains: int | Sequence[int] = 1,
     loss: str | Loss = "softmax_cross_entropy",
     seed: int = 0,
     eval_batch_size: int = 512,
@@ -102,10 +103,11 @@ def calibrate_ft_lr(
     """The fine-tuning rate of ft_lr="auto": one pilot stage per grid rate from the
     trained model; the largest rate whose pilot keeps held-out accuracy within
     `tolerance` of the trained model's ("auto": two standard errors of that accuracy
-    on (x_val, y_val); `gex_core.influence.calibration`). recipe: the
-    knobs of `fine_tuning_recipe`. Returns the calibration record (JSON-able), its
-    chosen rate under "ft_lr". Reads the given training labels and the held-out set,
-    nothing else."""
+    on (x_val, y_val); `gex_core.influence.calibration`), checked on the first stage
+    of every chain of `chains` (a count K: chains 0..K-1; fit_geometric_ensemble
+    passes its own). recipe: the knobs of `fine_tuning_recipe`. Returns the
+    calibration record (JSON-able), its chosen rate under "ft_lr". Reads the given
+    training labels and the held-out set, nothing else."""
     return calibrate(
         as_model(model),
         params,
@@ -116,11 +118,21 @@ def calibrate_ft_lr(
         grid=[float(v) for v in grid],
         tolerance=tolerance if tolerance == "auto" else float(tolerance),
         refine=int(refine),
+        chains=range(chains) if isinstance(chains, int) else chains,
         seed=int(seed),
         recipe=fine_tuning_recipe(**recipe),
         eval_batch_size=int(eval_batch_size),
         loss=get_loss(loss),
     )
+
+
+def piloted(chains: Sequence[int], pilot_chains: int | str) -> tuple[int, ...]:
+    """The chains calibration pilots: all of them ("all") or the first pilot_chains."""
+    if pilot_chains == "all":
+        return tuple(chains)
+    if isinstance(pilot_chains, str) or int(pilot_chains) < 1:
+        raise ValueError(f'pilot_chains must be "all" or >= 1, got {pilot_chains!r}')
+    return tuple(chains)[: int(pilot_chains)]
 
 
 def fit_geometric_ensemble(
@@ -139,6 +151,7 @@ def fit_geometric_ensemble(
     grid: Sequence[float] = DEFAULT_GRID,
     tolerance: float | str = "auto",
     refine: int = 0,
+    pilot_chains: int | str = "all",
     loss: str | Loss = "softmax_cross_entropy",
     seed: int = 0,
     eval_batch_size: int = 512,
@@ -153,7 +166,9 @@ def fit_geometric_ensemble(
     chains (K, or the chain numbers to run) fine-tunes from params for `stages` stages
     of `ft_steps` SGD steps (recipe: the knobs of `fine_tuning_recipe`), snapshotting a
     member after each. ft_lr: the peak rate of each stage's cosine schedule, or "auto":
-    calibrated on the validation data (x_val, y_val) first (`calibrate_ft_lr`). Chain
+    calibrated on the validation data (x_val, y_val) first (`calibrate_ft_lr`; the
+    chosen rate keeps the first stage of each of the first `pilot_chains` chains,
+    "all" by default). Chain
     c's draws depend only on (seed, c), so an ensemble of chains 0..3 holds the members
     of an ensemble of chains 0..1. Every member's validation accuracy is measured, and
     a member nearer chance than the trained model (`collapsed_members`) is marked not
@@ -175,6 +190,7 @@ def fit_geometric_ensemble(
         x_val, y_val = x_train, y_train
     if x_test is None:
         x_test, y_test = x_val, y_val
+    chain_ids = tuple(range(chains) if isinstance(chains, int) else chains)
     record = None
     if ft_lr == "auto":
         record = calibrate_ft_lr(
@@ -187,6 +203,7 @@ def fit_geometric_ensemble(
             grid=grid,
             tolerance=tolerance,
             refine=refine,
+            chains=piloted(chain_ids, pilot_chains),
             loss=loss,
             seed=seed,
             eval_batch_size=eval_batch_size,
@@ -194,7 +211,6 @@ def fit_geometric_ensemble(
         )
         ft_lr = record["ft_lr"]
         log(f"ft_lr {ft_lr} (calibrated; valid: {record['valid']})")
-    chain_ids = tuple(range(chains) if isinstance(chains, int) else chains)
     fine_tuning = fine_tuning_recipe(ft_lr=float(ft_lr), **recipe)
     results = run_chains(
         model,

@@ -41,11 +41,21 @@ def learning_curve(history: pd.DataFrame, title: str):
 
 def calibration_curve(record: dict, title: str) -> Figure:
     """record: `calibration.calibrate_ft_lr`'s result. Escape (given labels the pilot
-    member no longer predicts) and held-out accuracy per fine-tuning LR, the accuracy
-    floor (pretrained - tolerance) and the chosen LR."""
+    member no longer predicts) and held-out accuracy per fine-tuning LR (chain 0's
+    pilots as a line, the other chains' pilots as crosses), the accuracy floor
+    (pretrained - tolerance) and the chosen LR."""
     grid = pd.DataFrame(record["grid"])
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(grid.lr, grid.heldout_accuracy, marker="o", label="held-out accuracy")
+    others = pd.DataFrame(record.get("chain_pilots", []))
+    if len(others):
+        ax.scatter(
+            others.lr,
+            others.heldout_accuracy.fillna(0.0),
+            marker="x",
+            color="C0",
+            label="other chains' pilots",
+        )
     ax.plot(
         grid.lr, grid.escape, marker="s", label="escape (given labels not predicted)"
     )

@@ -18,8 +18,12 @@ The choice is the largest learning rate whose pilot keeps its held-out accuracy 
 data); a rate whose training diverges is invalid. `refine` more pilots then bisect
 (geometrically) between the chosen rate and the next larger, invalid one, so a coarse
 grid does not leave the choice far below the edge (on digits with 30% noise 0.1 barely
-escapes while 0.2 destroys the model). When no rate is valid the smallest is taken and
-the record says so. The functions see the given (possibly noisy) training
+escapes while 0.2 destroys the model). One chain is not the ensemble: near the edge
+chain 0 can keep its accuracy while other chains, on other batches, collapse to
+chance. So the chosen rate is then piloted on the first stage of every other chain
+of `chains` (each pilot is exactly that chain's first member); if any fails, the next
+smaller rate chain 0 passed is piloted on them in turn. When no rate is valid the
+smallest is taken and the record says so. The functions see the given (possibly noisy) training
 labels and the held-out labels, never the noise mask or the clean training labels.
 """
 
@@ -41,16 +45,23 @@ Params = Any
 
 
 class PilotStatistics(NamedTuple):
-    """One grid point: learning rate, escape (share of training samples whose given
-    label the pilot member does not predict), held-out accuracy, the mean training loss
-    increase over the pretrained model, and whether the pilot trained without
-    diverging."""
+    """One pilot: learning rate, escape (share of training samples whose given label
+    the pilot member does not predict), held-out accuracy, the mean training loss
+    increase over the pretrained model, whether the pilot trained without diverging,
+    and the chain whose first stage it ran."""
 
     lr: float
     escape: float
     heldout_accuracy: float
     loss_increase: float
     finite: bool
+    chain: int = 0
+
+    def passes(self, pretrained_heldout_accuracy: float, tolerance: float) -> bool:
+        """Finite, and held-out accuracy >= pretrained - tolerance."""
+        return self.finite and (
+            self.heldout_accuracy >= pretrained_heldout_accuracy - tolerance
+        )
 
 
 def pilot_statistics(
@@ -80,14 +91,20 @@ def choose_ft_lr(
     statistics: Sequence[PilotStatistics],
     pretrained_heldout_accuracy: float,
     tolerance: float,
+    chains: Sequence[int] = (0,),
 ) -> tuple[float, bool]:
-    """(chosen learning rate, whether any grid point was valid): the largest rate
-    whose pilot is finite and keeps held-out accuracy >= pretrained - tolerance;
-    without one, the smallest rate."""
+    """(chosen learning rate, whether any rate was valid): the largest rate piloted on
+    every chain of `chains` whose pilots all pass (`PilotStatistics.passes`); without
+    one, the smallest rate."""
     valid = [
-        s.lr
-        for s in statistics
-        if s.finite and s.heldout_accuracy >= pretrained_heldout_accuracy - tolerance
+        lr
+        for lr in {s.lr for s in statistics}
+        if {s.chain for s in statistics if s.lr == lr} >= set(chains)
+        and all(
+            s.passes(pretrained_heldout_accuracy, tolerance)
+            for s in statistics
+            if s.lr == lr
+        )
     ]
     if valid:
         return max(valid), True
@@ -98,11 +115,14 @@ def refinement_bracket(
     statistics: Sequence[PilotStatistics],
     pretrained_heldout_accuracy: float,
     tolerance: float,
+    chains: Sequence[int] = (0,),
 ) -> tuple[float, float] | None:
     """(chosen rate, the next larger rate tried): the interval whose geometric midpoint
     the next refinement pilot tries. None when no rate is valid or the chosen rate is
     the largest tried (nothing above it is known to fail)."""
-    chosen, valid = choose_ft_lr(statistics, pretrained_heldout_accuracy, tolerance)
+    chosen, valid = choose_ft_lr(
+        statistics, pretrained_heldout_accuracy, tolerance, chains
+    )
     larger = [s.lr for s in statistics if s.lr > chosen]
     if not valid or not larger:
         return None
@@ -115,24 +135,42 @@ def geometric_midpoint(low: float, high: float) -> float:
 
 
 def search_ft_lr(
-    pilot: Callable[[float], PilotStatistics],
+    pilot: Callable[[float, int], PilotStatistics],
     grid: Sequence[float],
     refine: int,
     pretrained_heldout_accuracy: float,
     tolerance: float,
+    chains: Sequence[int] = (0,),
 ) -> list[PilotStatistics]:
-    """pilot(lr) for every grid rate, then up to `refine` times for the geometric
-    midpoint of `refinement_bracket`; every pilot's statistics, by rate."""
-    statistics = [pilot(float(lr)) for lr in sorted(grid)]
+    """pilot(lr, chains[0]) for every grid rate, then up to `refine` times for the
+    geometric midpoint of `refinement_bracket`; then, from the largest rate that
+    passed down, pilot(rate, chain) on the other chains until a rate passes on all of
+    them (a chain that fails ends that rate's checks). Every pilot's statistics, by
+    rate and chain."""
+    first, others = chains[0], list(chains[1:])
+    statistics = [pilot(float(lr), first) for lr in sorted(grid)]
     for _ in range(refine):
-        bracket = refinement_bracket(statistics, pretrained_heldout_accuracy, tolerance)
+        bracket = refinement_bracket(
+            statistics, pretrained_heldout_accuracy, tolerance, (first,)
+        )
         if bracket is None:
             break
         midpoint = geometric_midpoint(*bracket)
         if midpoint in bracket:  # the interval is below the rounding: done
             break
-        statistics.append(pilot(midpoint))
-    return sorted(statistics, key=lambda s: s.lr)
+        statistics.append(pilot(midpoint, first))
+    passed = sorted(
+        {s.lr for s in statistics if s.passes(pretrained_heldout_accuracy, tolerance)},
+        reverse=True,
+    )
+    for lr in passed:
+        for chain in others:
+            statistics.append(pilot(lr, chain))
+            if not statistics[-1].passes(pretrained_heldout_accuracy, tolerance):
+                break
+        else:
+            break
+    return sorted(statistics, key=lambda s: (s.lr, s.chain))
 
 
 def calibrate_ft_lr(
@@ -147,20 +185,26 @@ def calibrate_ft_lr(
     tolerance: float | str,
     seed: int,
     refine: int = 0,
+    chains: Sequence[int] = (0,),
     recipe: FineTuning,
     eval_batch_size: int,
     loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> dict[str, Any]:
-    """Run one pilot stage per grid rate, then up to `refine` bisecting pilots
-    (`search_ft_lr`), and choose the fine-tuning learning rate.
+    """Run one pilot stage per grid rate on chains[0], then up to `refine` bisecting
+    pilots, then the other chains' first stages at the best rates (`search_ft_lr`),
+    and choose the fine-tuning learning rate.
 
     Returns {"ft_lr": chosen, "valid": bool, "pretrained_heldout_accuracy": float,
     "heldout_size": int, "standard_error": float, "tolerance": float, "refine": int,
-    "grid": [{lr, escape, heldout_accuracy, loss_increase, finite, refined}, ...] by
-    rate} (JSON-able; refined: a bisecting pilot's rate, not one of the grid's).
+    "pilot_chains": [chain, ...], "grid": [{lr, escape, heldout_accuracy,
+    loss_increase, finite, chain, refined}, ...] by rate (chains[0]'s pilots),
+    "chain_pilots": [the same, for the other chains' pilots]} (JSON-able; refined: a
+    bisecting pilot's rate, not one of the grid's).
     x_train (N, H, W, C) with the given labels (N,); the held-out set (a validation
     split) likewise. tolerance: the accuracy a pilot may lose, or "auto": two standard
     errors of the pretrained accuracy on this held-out set (`accuracy_tolerance`).
+    chains: the chains whose first stage must keep the accuracy (the ensemble's, or
+    the first few of them; (0,): chain 0 alone).
     recipe: the chains' fine-tuning (its stages and ft_lr are the pilot's own: one
     stage at each rate).
     """
@@ -178,7 +222,7 @@ def calibrate_ft_lr(
     elif isinstance(tolerance, str):
         raise ValueError(f'tolerance must be a number or "auto", got {tolerance!r}')
 
-    def pilot(lr: float) -> PilotStatistics:
+    def pilot(lr: float, chain: int) -> PilotStatistics:
         try:
             member = run_chain(
                 model,
@@ -186,13 +230,13 @@ def calibrate_ft_lr(
                 (x_train, given_labels, x_heldout, heldout_labels),
                 recipe._replace(stages=1, ft_lr=lr),
                 seed=seed,
-                chain=0,
+                chain=chain,
                 eval_batch_size=eval_batch_size,
                 loss=loss,
                 log=no_log,
             ).members[0]
         except FloatingPointError:  # diverged: not a usable rate
-            return PilotStatistics(lr, np.nan, np.nan, np.nan, False)
+            return PilotStatistics(lr, np.nan, np.nan, np.nan, False, chain)
         train_losses, train_logits = evaluate(
             eval_fn, member, x_train, given_labels, eval_batch_size
         )
@@ -207,11 +251,15 @@ def calibrate_ft_lr(
             heldout_labels,
             train_losses,
             pretrained_losses,
-        )
+        )._replace(chain=chain)
 
     grid = sorted({float(v) for v in grid})
-    statistics = search_ft_lr(pilot, grid, refine, baseline, tolerance)
-    chosen, valid = choose_ft_lr(statistics, baseline, tolerance)
+    chains = [int(c) for c in chains]
+    if not chains:
+        raise ValueError("calibration needs at least one chain to pilot")
+    statistics = search_ft_lr(pilot, grid, refine, baseline, tolerance, chains)
+    chosen, valid = choose_ft_lr(statistics, baseline, tolerance, chains)
+    rows = [{**s._asdict(), "refined": s.lr not in grid} for s in statistics]
     return {
         "ft_lr": chosen,
         "valid": valid,
@@ -220,5 +268,7 @@ def calibrate_ft_lr(
         "standard_error": standard_error,
         "tolerance": float(tolerance),
         "refine": int(refine),
-        "grid": [{**s._asdict(), "refined": s.lr not in grid} for s in statistics],
+        "pilot_chains": chains,
+        "grid": [row for row in rows if row["chain"] == chains[0]],
+        "chain_pilots": [row for row in rows if row["chain"] != chains[0]],
     }

@@ -85,6 +85,13 @@ METHODS: dict[str, MethodSpec] = {
             needs=("ensemble",),
         ),
         MethodSpec(
+            name="member_loss",
+            shardable=True,
+            compute="gex_core.influence.member_loss:compute",
+            summary="Control for gex: the ensemble members' mean training loss",
+            needs=("ensemble",),
+        ),
+        MethodSpec(
             name="la_kfac",
             # its Fisher samples labels from the softmax; its linearised deviations
             # are softmax cross-entropy's

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from gex_core.api.ensemble import calibrate_ft_lr
+from gex_core.api.ensemble import calibrate_ft_lr, piloted
 from gex_core.evaluation.figures import calibration_curve
 from gex_core.workflow.io import save_figure, write_json
 from gex_core.workflow.stages.ensemble import (
@@ -24,12 +24,13 @@ def run_calibration(
     model_path: str,
     seed: int,
     recipe: Mapping[str, Any],
+    chains: int,
     pretrain_recipe: Mapping[str, Any],
     eval_batch_size: int,
     outputs: Mapping[str, str],
 ) -> dict[str, Any]:
-    """recipe: the chain recipe (calibration grid, tolerance and refine, ft_steps,
-    batch_size, augment); outputs: record (.json), plot (.png). Reads only the given (noisy)
+    """recipe: the chain recipe (calibration grid, tolerance, refine and pilot_chains,
+    ft_steps, batch_size, augment); chains: the ensemble's chain count K; outputs: record (.json), plot (.png). Reads only the given (noisy)
     training labels of labels_path, never its clean labels or noise mask, and the
     validation split, never the test split."""
     data, model, pretrained = load_pretrained_run(
@@ -44,6 +45,7 @@ def run_calibration(
         grid=recipe["calibration"]["grid"],
         tolerance=recipe["calibration"]["tolerance"],
         refine=recipe["calibration"]["refine"],
+        chains=piloted(range(chains), recipe["calibration"]["pilot_chains"]),
         seed=seed,
         eval_batch_size=eval_batch_size,
         **fine_tuning(recipe, pretrain_recipe),
