@@ -48,7 +48,9 @@ def noise_config(setting: str) -> dict:
     return {"kind": kind, "ratio": float(found.group(2))}
 
 
-def run_setting(out: Path, setting: str, seeds: list[int], cores: str) -> dict:
+def run_setting(
+    out: Path, setting: str, seeds: list[int], cores: str, extra: list[str]
+) -> dict:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config.update(seeds=seeds, noise=noise_config(setting))
     # the control: how much of GEX's ranking its members' losses alone give
@@ -60,7 +62,7 @@ def run_setting(out: Path, setting: str, seeds: list[int], cores: str) -> dict:
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
     # keep going: a seed whose GEX ensemble mostly collapsed fails its scoring job by
     # design, and the other seeds and methods still finish
-    command += ["--directory", str(out), "--cores", cores, "--keep-going"]
+    command += ["--directory", str(out), "--cores", cores, "--keep-going", *extra]
     subprocess.run(command, capture_output=True)
     validate_config(config, ROOT / "schemas" / "config.schema.yaml")
     return config
@@ -158,6 +160,12 @@ def main() -> None:
         help="keep the finished jobs of an earlier run in --out (CPU runs are bitwise "
         "reproducible, so the numbers are the same; the minutes are not)",
     )
+    parser.add_argument(
+        "--snakemake-args",
+        default="",
+        help='more snakemake arguments, e.g. "--rerun-triggers mtime" with --reuse to '
+        "rerun only what a deleted file or a new method needs",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     if not args.reuse:
@@ -169,7 +177,9 @@ def main() -> None:
     ]
     for setting in args.settings:
         start = time.perf_counter()
-        config = run_setting(out / setting, setting, args.seeds, args.cores)
+        config = run_setting(
+            out / setting, setting, args.seeds, args.cores, args.snakemake_args.split()
+        )
         minutes = (time.perf_counter() - start) / 60
         table, notes = setting_table(out / setting, config)
         table.to_csv(out / setting / "table.tsv", sep="\t", index=False)
