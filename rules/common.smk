@@ -43,7 +43,9 @@ def data_files(wildcards):
     if config["dataset"] == "digits":
         return []
     if config["dataset"] == "npz":
-        return [config["data_file"]]
+        from gex_core.data.load import npz_file
+
+        return [str(npz_file(config["data_file"]))]
     if config["dataset"] == "folder":
         from gex_core.data.load import folder_files
 

@@ -6,6 +6,8 @@ test copies that working directory (with .snakemake/) and breaks one thing in it
 """
 
 import ast
+import contextlib
+import os
 import pickle
 import re
 import shutil
@@ -120,6 +122,9 @@ def test_pickle_payload_in_place_of_the_pretrained_model_is_refused_without_runn
     assert (tmp_path / "control").exists()
     marker = tmp_path / "pickle_ran"
     (workdir / MODEL).write_bytes(pickle.dumps(Payload(marker)))
+    # without its provenance record (a file put there by hand) the digest check has
+    # nothing to compare with, so this is the checkpoint loader's own refusal
+    Path(f"{workdir / MODEL}.provenance.json").unlink()
     # No flag needed: the overwritten model is still newer than pretraining's inputs,
     # so Snakemake plans only the chain job (checked with a dry run while writing this).
     run_failing(workflow, workdir, CHAIN, "--cores", "1")
@@ -206,12 +211,21 @@ def test_truncated_dataset_file_is_named(pretrained, tmp_path):
     run_failing(workflow, workdir, MODEL, "--cores", "1", "--allowed-rules", "pretrain")
 
     log = log_text(workdir, paths.log_file(MODEL))
-    # the zip's central directory was at the end, in the half cut off
+    size = data.stat().st_size
+    assert (
+        f"results/digits/data.npz: it has {size} bytes, its job wrote {2 * size} "
+        "(truncated?)" in log
+    )
+    assert "python -m gex_core.workflow.verify results --remove" in log
+    assert_no_pretrain_outputs(workdir / RUN / "pretrain")
+    # without the record, the reader names the file itself (the zip's central
+    # directory was at the end, in the half cut off)
+    Path(f"{data}.provenance.json").unlink()
+    run_failing(workflow, workdir, MODEL, "--cores", "1", "--allowed-rules", "pretrain")
     assert (
         "results/digits/data.npz: not a readable .npz file (File is not a zip file)"
-        in log
+        in log_text(workdir, paths.log_file(MODEL))
     )
-    assert_no_pretrain_outputs(workdir / RUN / "pretrain")
 
 
 def folder_config(workdir: Path, data_dir: Path) -> None:
@@ -285,3 +299,52 @@ def test_a_bad_image_folder_is_named_before_anything_is_written(
     assert result.returncode != 0, result.stdout[-3000:]
     assert f"{culprit} {message}" in result.stderr, result.stderr[-3000:]
     assert not (workdir / "results").exists()
+
+
+def flip_one_byte(path: Path, offset: int | None = None) -> None:
+    """Flip a byte in the middle of the file, keeping its size and modification time."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    offset = len(data) // 2 if offset is None else offset
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_one_flipped_byte_in_a_cached_artifact_is_named_or_rebuilt(
+    pretrained, tmp_path, capsys
+):
+    """The model, the chain losses and the scores: a byte flipped in place (size and
+    mtime kept, so Snakemake sees nothing) is a named error in the job that reads it,
+    never used; `verify --remove` lists it and the next run rebuilds it."""
+    from gex_core.workflow.verify import main as verify
+
+    workflow, _ = pretrained
+    workdir = copy_run(pretrained, tmp_path)
+    scores = f"{RUN}/influence/gex/ft-lr0.05-s10-b128-S1-K2-ref-pretrained/scores.npz"
+    detection = scores.replace("scores.npz", "detection.json")
+    result = snakemake(workflow, workdir, detection, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for artifact, reader in (
+        (MODEL, CHAIN),
+        (CHAIN, scores),
+        (scores, detection),
+    ):
+        flip_one_byte(workdir / artifact)
+        Path(workdir / reader).unlink()  # the job that reads the artifact runs again
+        run_failing(workflow, workdir, reader, "--cores", "1")
+        log = log_text(workdir, paths.log_file(reader))
+        assert f"{artifact}: its sha256 differs from the one its job recorded" in log
+        assert not (workdir / reader).exists()
+        flip_one_byte(workdir / artifact)  # restored: the next case starts clean
+        result = snakemake(workflow, workdir, reader, "--cores", "2")
+        assert result.returncode == 0, result.stderr[-3000:]
+    flip_one_byte(workdir / CHAIN)
+    with contextlib.chdir(workdir):
+        assert verify(["results"]) == 1
+        assert verify(["results", "--remove"]) == 0
+    assert f"{CHAIN}: its sha256 differs" in capsys.readouterr().out
+    assert not (workdir / CHAIN).exists()
+    result = snakemake(workflow, workdir, detection, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert verify([str(workdir / "results")]) == 0

@@ -11,8 +11,8 @@ CASES = {
         "config key ensemble.ft_step: unknown key",
     ),
     "string where a number belongs": (
-        "pretrain:\n  lr: 1e-3\n",
-        "config key pretrain.lr: '1e-3' is not of type 'number' (YAML reads",
+        "pretrain:\n  epochs: 1e3\n",
+        "config key pretrain.epochs: '1e3' is not of type 'integer' (YAML reads",
     ),
     "ratio outside [0, 1)": (
         "noise:\n  ratio: 1.0\n",

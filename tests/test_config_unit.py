@@ -35,13 +35,55 @@ def test_reordered_config_is_identical_after_validation():
 
 
 def test_every_problem_is_listed_with_its_key():
-    config = {"pretrain": {"lr": "1e-3", "epochs": 0}, "typo": 1}
+    config = {"pretrain": {"lr": "fast", "epochs": 0}, "typo": 1, "seeds": ["1e3"]}
     with pytest.raises(ConfigError) as err:
         validate_config(config, SCHEMA)
     text = str(err.value)
-    assert "config key pretrain.lr: '1e-3' is not of type 'number'" in text
+    # the exponent hint only where the text is an exponent number
+    assert "config key pretrain.lr: 'fast' is not of type 'number'\n" in text
+    assert "config key seeds.0: '1e3' is not of type 'integer' (YAML reads" in text
     assert "config key pretrain.epochs: 0 is less than the minimum of 1" in text
     assert "config key typo: unknown key" in text
+
+
+def test_overrides_given_as_text_are_read_as_the_schema_types():
+    """Snakemake passes nested and list --config values as text ('seeds=[3,4]' gives
+    ['3', '4']); the schema's types decide how they are read."""
+    config = {
+        "seeds": ["3", "4"],
+        "noise": {"kind": "symmetric", "ratio": "0.2"},
+        "pretrain": {"lr": "1e-3", "epochs": "12"},
+        "ensemble": {"ft_lr": "auto", "batched": "true", "chains_per_job": "null"},
+        "shard_size": "null",
+    }
+    validate_config(config, SCHEMA)
+    assert config["seeds"] == [3, 4] and config["noise"]["ratio"] == 0.2
+    assert config["pretrain"]["lr"] == 0.001 and config["pretrain"]["epochs"] == 12
+    assert config["ensemble"]["ft_lr"] == "auto" and config["ensemble"]["batched"]
+    assert config["ensemble"]["chains_per_job"] is None and config["shard_size"] is None
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"noise": {"ratio": float("nan")}},
+            "config key noise.ratio: nan is not a finite",
+        ),
+        ({"noise": {"ratio": ".nan"}}, "config key noise.ratio: nan is not a finite"),
+        (
+            {"pretrain": {"lr": float("inf")}},
+            "config key pretrain.lr: inf is not a finite",
+        ),
+        (
+            {"seeds": [2**32]},
+            "config key seeds.0: 4294967296 is greater than the maximum",
+        ),
+    ],
+)
+def test_non_finite_numbers_and_seeds_beyond_the_rng_are_named(config, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config, SCHEMA)
 
 
 def test_sorted_keys_recurses_into_lists():
@@ -119,7 +161,7 @@ def test_ft_lr_is_a_positive_number_or_auto(value):
             {"chains_per_job": "all"},
             "ensemble.chains_per_job: 'all' is neither an integer >= 1 nor null",
         ),
-        ({"batched": "yes"}, "ensemble.batched: 'yes' is not of type 'boolean'"),
+        ({"batched": "maybe"}, "ensemble.batched: 'maybe' is not of type 'boolean'"),
         ({"augment": "flip"}, "ensemble.augment: 'flip' is not one of ['pretrain'"),
     ],
 )

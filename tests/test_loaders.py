@@ -467,3 +467,33 @@ def test_pickled_human_labels_are_refused_with_a_conversion_recipe(tmp_path):
     )
     with pytest.raises(DataFileError, match="pickle-based"):
         read_human_labels(tmp_path / "labels.npy", "aggre_label")
+
+
+def test_a_folder_given_as_data_file_is_named_as_a_folder(tmp_path):
+    from gex_core.data.load import npz_file
+
+    with pytest.raises(DataFileError, match=f"{tmp_path} is a directory, not a file"):
+        npz_file(tmp_path)
+    with pytest.raises(DataFileError, match="absent.npz does not exist"):
+        npz_file(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"y_train": np.zeros(3, int)}, r"training labels hold 1 class\(es\) \(\[0\]\)"),
+        ({"y_test": np.array([0, 1, 7])}, r"test labels \[7\] never occur in the training"),
+        ({"y_train": np.array([0, 1, 2**31 - 1])}, "labels go up to 2147483647 .* only 3 of those classes occur"),
+    ],
+)  # fmt: skip
+def test_labels_that_cannot_be_learned_are_named_before_training(
+    tmp_path, change, message
+):
+    from gex_core.data.datasets import LabelError
+    from gex_core.data.load import load_dataset
+
+    path = tmp_path / "mine.npz"
+    np.savez(path, **(good_npz() | change))
+    with pytest.raises(LabelError, match=message) as err:
+        load_dataset("npz", data_file=path)
+    assert str(err.value).startswith(str(path))

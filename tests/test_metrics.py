@@ -1,3 +1,7 @@
+import errno
+import os
+import stat
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -64,3 +68,45 @@ def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.tsv"]
+
+
+@pytest.mark.parametrize(
+    ("code", "cause"),
+    [
+        (errno.ENOSPC, "no space left on the device"),
+        (errno.EACCES, "permission denied"),
+    ],
+)
+def test_a_full_disk_or_a_refused_write_names_the_path(
+    tmp_path, monkeypatch, code, cause
+):
+    """The failure comes from the write itself (as a full disk does, in the middle of
+    np.savez): a named error with the path, and nothing half-written left."""
+    from gex_core.workflow.io import ArtifactWriteError, write_npz
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(np, "savez", refuse)
+    target = tmp_path / "scores.npz"
+    with pytest.raises(ArtifactWriteError) as err:
+        write_npz(target, a=np.zeros(3))
+    assert f"cannot write {target}: {cause}" in str(err.value)
+    assert err.value.errno == code
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_artifacts_are_readable_as_the_umask_allows(tmp_path):
+    """mkstemp makes 0600 files; an artifact gets what open() would give it."""
+    from gex_core.workflow.io import file_mode, write_json
+
+    old = os.umask(0o027)
+    file_mode.cache_clear()
+    try:
+        write_json(tmp_path / "group.json", {})
+        assert stat.S_IMODE((tmp_path / "group.json").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
+        file_mode.cache_clear()
+    write_json(tmp_path / "default.json", {})
+    assert stat.S_IMODE((tmp_path / "default.json").stat().st_mode) == 0o666 & ~old

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import yaml
 
@@ -106,15 +108,40 @@ def test_one_table_builds_every_path():
         paths.FOLDERS = original
 
 
-def test_noise_and_dataset_segments_of_every_kind():
+def test_noise_and_dataset_segments_of_every_kind(tmp_path):
     assert paths.noise_segment({"kind": "symmetric", "ratio": 0.3}) == "sym0.3"
     asym = {"kind": "asymmetric", "ratio": 0.2, "pairs": [[9, 1], [3, 5]]}
     assert paths.noise_segment(asym) == "asym0.2-9to1_3to5"
     human = {"kind": "human", "ratio": 0.1, "label_set": "worse_label"}
     assert paths.noise_segment(human) == "human-worse_label"
-    user = {**CONFIG, "dataset": "npz", "data_file": "/data/my-set.v2.npz"}
-    assert paths.dataset_segment(user) == "npz-my-set.v2"
-    assert paths.config_wildcards(user, 0)["dataset"] == "npz-my-set.v2"
+    data_file = tmp_path / "my-set.v2.npz"
+    data_file.write_bytes(b"abc")  # sha256 ba7816bf8f01...
+    user = {**CONFIG, "dataset": "npz", "data_file": str(data_file)}
+    assert paths.dataset_segment(user) == "npz-my-set.v2-ba7816bf8f"
+    assert paths.config_wildcards(user, 0)["dataset"] == "npz-my-set.v2-ba7816bf8f"
+
+
+def test_same_named_data_files_never_share_results(tmp_path):
+    """Two files called x.npz in different folders get their own results folder; a
+    file replaced by another with an older modification time gets a new one."""
+    from gex_core.workflow.fingerprint import content_digest
+
+    cache = tmp_path / "digests.json"
+    a, b = tmp_path / "a" / "x.npz", tmp_path / "b" / "x.npz"
+    for path, content in ((a, b"first"), (b, b"second")):
+        path.parent.mkdir()
+        path.write_bytes(content)
+    segments = {
+        paths.dataset_segment({**CONFIG, "dataset": "npz", "data_file": str(p)})
+        for p in (a, b)
+    }
+    assert len(segments) == 2 and all(s.startswith("npz-x-") for s in segments)
+    before = content_digest(a, cache)
+    stat = a.stat()
+    a.write_bytes(b"FIRST")  # the same size, and dated back to the old mtime
+    os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns - 10**9))
+    assert content_digest(a, cache) != before
+    assert content_digest(a, cache) == content_digest(a, None)
 
 
 def test_values_are_formatted_canonically():

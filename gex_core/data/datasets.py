@@ -44,6 +44,39 @@ class Dataset(NamedTuple):
     y_val: np.ndarray | None = None
 
 
+class LabelError(ValueError):
+    """A data set's labels cannot be learned or scored as they are."""
+
+
+def check_labels(data: Dataset, source: str) -> Dataset:
+    """data, unchanged, if its labels can be trained on and scored: at least two
+    classes in the training labels, every test class among them, and at least half of
+    the classes 0..num_classes-1 present in training (a stray label like 2**31 - 1
+    would otherwise ask the network for 2**31 outputs). Raises LabelError naming
+    `source` (the file) otherwise, before any training."""
+    train = np.unique(data.y_train)
+    problems = []
+    if len(train) < 2:
+        problems.append(
+            f"the training labels hold {len(train)} class(es) ({train.tolist()}); "
+            "telling mislabeled samples apart needs at least two"
+        )
+    unseen = np.setdiff1d(np.unique(data.y_test), train)
+    if unseen.size:
+        problems.append(
+            f"test labels {unseen[:10].tolist()} never occur in the training labels"
+        )
+    if 2 * len(train) < data.num_classes:
+        problems.append(
+            f"the labels go up to {data.num_classes - 1} ({data.num_classes} classes) "
+            f"but only {len(train)} of those classes occur in training: number the "
+            "classes 0..C-1"
+        )
+    if problems:
+        raise LabelError(f"{source}: " + "; ".join(problems))
+    return data
+
+
 def load_digits() -> Dataset:
     """scikit-learn's bundled 8x8 digits: 1,437 train / 360 test, stratified, fixed.
 

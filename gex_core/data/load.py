@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from gex_core.data.datasets import DATASETS, Dataset, load_digits
+from gex_core.data.datasets import DATASETS, Dataset, check_labels, load_digits
 from gex_core.data.noise import (
     NOISE_KINDS,
     NoisyLabels,
@@ -58,6 +58,12 @@ def required_files(dataset: str, data_dir: str | Path) -> list[Path]:
     return _image_reader(dataset).required_files(dataset, data_dir)
 
 
+def npz_file(data_file: str | Path) -> Path:
+    """A user .npz data file, checked to be a readable regular file before any job
+    (`readers.npz.required_file`)."""
+    return importlib.import_module(READERS["npz"]).required_file(data_file)
+
+
 def folder_files(data_dir: str | Path) -> list[Path]:
     """The class folders of an image folder data set, its layout checked (nothing is
     opened; `readers.folder.required_files`)."""
@@ -75,7 +81,8 @@ def load_dataset(
     data_dir (test_fraction held out without a test folder; `gex_core.data.readers`).
 
     Images: uint8 (N, H, W, C) as in the files (digits and float npz: float32);
-    labels int32 (N,)."""
+    labels int32 (N,); a user's npz labels are checked by `check_labels` (the
+    folder reader and the standard data sets' readers check their own)."""
     if name == "digits":
         return load_digits()
     if name == "folder":
@@ -84,7 +91,8 @@ def load_dataset(
     if name == "npz":
         if data_file is None:
             raise ValueError("dataset npz needs data_file (the .npz to read)")
-        return importlib.import_module(READERS["npz"]).load_npz_dataset(data_file)
+        data = importlib.import_module(READERS["npz"]).load_npz_dataset(data_file)
+        return check_labels(data, str(data_file))
     if name in IMAGE_DATASETS:
         return _image_reader(name).load(name, data_dir)
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -9,9 +10,8 @@ from typing import Any
 
 import yaml
 
-YAML_FLOAT_HINT = (
-    " (YAML reads exponent numbers without a dot, like 1e-3, as text: write 1.0e-3)"
-)
+YAML_FLOAT_HINT = " (YAML reads exponent numbers without a dot, like 1e-3, as text: write 1.0e-3, or an integer in full)"
+EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 class ConfigError(ValueError):
@@ -55,14 +55,91 @@ def describe_errors(config: Any, schema: dict) -> list[str]:
             message = f"{error.instance!r} is neither " + " nor ".join(
                 describe_alternative(option) for option in error.validator_value
             )
-        if isinstance(error.instance, str) and error.validator == "type":
-            try:
-                float(error.instance)
-                message += YAML_FLOAT_HINT
-            except ValueError:
-                pass
+        if (
+            isinstance(error.instance, str)
+            and error.validator == "type"
+            and EXPONENT_NUMBER.fullmatch(error.instance.strip())
+        ):
+            message += YAML_FLOAT_HINT
         lines.append(f"config key {key}: {message}")
     return lines
+
+
+def schema_types(schema: Mapping[str, Any]) -> set[str]:
+    """The JSON types a schema node allows, its anyOf branches' included."""
+    kind = schema.get("type", [])
+    types = {kind} if isinstance(kind, str) else set(kind)
+    for option in schema.get("anyOf", []):
+        types |= schema_types(option)
+    return types
+
+
+def parsed_scalar(text: str, types: set[str]) -> Any:
+    """text as the YAML value of one of `types` (integer, number, boolean, null), or
+    text itself when it reads as none of them."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and "number" in types:
+        try:  # 1e-3: YAML 1.1 wants a dot, Python does not
+            value = float(value)
+        except ValueError:
+            return text
+    wanted = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        type(None): "null",
+        list: "array",
+        dict: "object",
+    }.get(type(value))
+    if wanted in types or (wanted == "integer" and "number" in types):
+        return value
+    return text
+
+
+def coerce_strings(value: Any, schema: Mapping[str, Any]) -> Any:
+    """value with every string the schema wants as a number, integer, boolean, null,
+    list or mapping parsed as YAML (recursively).
+
+    Snakemake passes nested and list `--config` overrides through as text
+    (`--config 'seeds=[3,4]'` gives ['3', '4']); a value the schema accepts as text, or
+    that does not parse as a type the schema wants, stays as it is for the schema's
+    message."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {
+            key: coerce_strings(item, properties[key]) if key in properties else item
+            for key, item in value.items()
+        }
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce_strings(item, schema["items"]) for item in value]
+    types = schema_types(schema)
+    if isinstance(value, str) and "string" not in types:
+        consts = [option.get("const") for option in schema.get("anyOf", [])]
+        if value in consts:
+            return value
+        parsed = parsed_scalar(value, types)
+        return value if parsed is value else coerce_strings(parsed, schema)
+    return value
+
+
+def non_finite_numbers(value: Any, key: str = "") -> list[str]:
+    """'config key a.b: nan is not a finite number' for every NaN or infinity."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        if isinstance(value, float) and not math.isfinite(value):
+            return [f"config key {key}: {value} is not a finite number"]
+        return []
+    return [
+        line
+        for name, item in items
+        for line in non_finite_numbers(item, f"{key}.{name}" if key else str(name))
+    ]
 
 
 def sorted_keys(value: Any) -> Any:
@@ -159,7 +236,10 @@ def validate_config(config: MutableMapping, schema_path: str | Path) -> None:
 
     with open(schema_path) as f:
         schema = yaml.safe_load(f)
-    problems = describe_errors(config, schema)
+    coerced = coerce_strings(dict(config), schema)
+    config.clear()
+    config.update(coerced)
+    problems = non_finite_numbers(config) + describe_errors(config, schema)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     try:

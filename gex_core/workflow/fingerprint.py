@@ -12,6 +12,7 @@ stages, while any change to code (string literals and annotations included) does
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 from pathlib import Path
@@ -144,3 +145,44 @@ def source_fingerprint(
         digest.update(relative)
         digest.update(_parsed(path).code_digest)
     return digest.hexdigest()[:16]
+
+
+# Content digests of user data files, by (path, size, mtime, inode): a large file is
+# hashed once, and a file replaced by another (new inode or size or mtime) is hashed
+# again whatever its modification time says.
+DIGEST_CACHE = Path(".snakemake") / "gex-file-digests.json"
+DIGEST_CACHE_ENTRIES = 256
+_DIGESTS: dict[
+    str, str
+] = {}  # this process's, so a path builder called per path is cheap
+
+
+def content_digest(path: str | Path, cache: Path | None = DIGEST_CACHE) -> str:
+    """sha256 (hex) of the file's bytes, remembered in `cache` (a JSON file; None: no
+    cache) under its resolved path, size, mtime and inode."""
+    import json
+    import os
+
+    from gex_core.workflow.io import write_json
+    from gex_core.workflow.provenance import file_digest
+
+    stat = os.stat(path)
+    key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    known: dict[str, str] = {}
+    if cache is not None:
+        try:
+            known = json.loads(Path(cache).read_text())
+        except (OSError, ValueError):
+            known = {}
+        if isinstance(known, dict) and isinstance(known.get(key), str):
+            _DIGESTS[key] = known[key]
+            return known[key]
+    digest = _DIGESTS[key] = file_digest(path)
+    if cache is not None:
+        entries = list(known.items())[-(DIGEST_CACHE_ENTRIES - 1) :]
+        # a read-only working directory: hash again next time
+        with contextlib.suppress(OSError):
+            write_json(cache, dict([*entries, (key, digest)]))
+    return digest

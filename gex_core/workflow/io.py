@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import json
 import os
 import struct
@@ -14,25 +16,71 @@ from typing import Any
 
 import numpy as np
 
+# write failures that are about the place, not the data: named with the path
+PLACE_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+}
+
+
+class ArtifactWriteError(OSError):
+    """An artifact could not be written where it belongs (disk full, no permission)."""
+
+
+@functools.cache
+def file_mode() -> int:
+    """0o666 less the process's umask: what open() gives a new file (mkstemp's
+    temporary files are 0o600, which would hide results from a shared group)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it into place.
+    """Yield a temporary path beside `path`; on success make it readable as a new
+    file would be (the umask), flush it to disk, rename it into place and flush the
+    folder, so a crash leaves the old file or the new one, never a torn one.
 
-    On any exception the temporary file is removed, so no half-written artifact is left.
+    On any exception the temporary file is removed, so no half-written artifact is left;
+    a full disk or a missing permission is an ArtifactWriteError naming the path.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix + ".tmp"
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix + ".tmp"
+        )
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
+        os.chmod(tmp_path, file_mode())
+        _fsync(tmp_path)
         os.replace(tmp_path, target)
+        _fsync(target.parent)
+    except OSError as err:
+        if err.errno not in PLACE_ERRORS or isinstance(err, ArtifactWriteError):
+            raise
+        raise ArtifactWriteError(
+            err.errno,
+            f"cannot write {target}: {PLACE_ERRORS[err.errno]} (nothing was left "
+            "half-written; free space or fix the permissions, then rerun)",
+        ) from err
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

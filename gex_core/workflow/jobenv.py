@@ -91,8 +91,9 @@ class Job:
 
 def begin_job(smk, uses_jax: bool = True) -> Job:
     """Set a workflow job up from its Snakemake object: `start_job` (log, JAX
-    settings, compile-time report for JAX jobs), and remove provenance records left
-    beside its outputs by an earlier run (Snakemake removed the outputs themselves).
+    settings, compile-time report for JAX jobs), remove provenance records left
+    beside its outputs by an earlier run (Snakemake removed the outputs themselves),
+    and check every input against the digest its provenance records (`verify`).
     Scripts call `job.finish()` once their outputs are written."""
     from gex_core.workflow.provenance import iso_utc, provenance_path
 
@@ -101,6 +102,9 @@ def begin_job(smk, uses_jax: bool = True) -> Job:
     print(f"job {smk.rule} started {iso_utc(start)}", flush=True)
     for output in smk.output:
         provenance_path(output).unlink(missing_ok=True)
+    from gex_core.workflow.verify import verify_inputs
+
+    verify_inputs(smk.input)
     return Job(smk, start)
 
 

@@ -9,6 +9,7 @@ files come from. Images come back as uint8 (N, H, W, C) in file order, labels as
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -112,10 +113,21 @@ def _check_labels(
 _Fail = Callable[[Path, str], NoReturn]
 
 
+def check_file(path: Path, fail: _Fail) -> None:
+    """fail(path, why) unless path is a regular file this process can read."""
+    if path.is_dir():
+        fail(path, "is a directory, not a file")
+    if not path.exists():
+        fail(path, "does not exist")
+    if not path.is_file():
+        fail(path, "is not a regular file")
+    if not os.access(path, os.R_OK):
+        fail(path, "is not readable (permission denied)")
+
+
 def read_npz_arrays(path: Path, fail: _Fail, keys: Iterable[str] | None = None) -> dict:
     """The arrays of `keys` (default: all) present in the .npz at path; no pickles."""
-    if not path.is_file():
-        fail(path, "does not exist")
+    check_file(path, fail)
     try:
         data = np.load(path, allow_pickle=False)
     except _NPZ_ERRORS as err:

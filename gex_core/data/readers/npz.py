@@ -9,7 +9,7 @@ from typing import NoReturn
 import numpy as np
 
 from gex_core.data.datasets import Dataset
-from gex_core.data.readers.common import DataFileError, read_npz_arrays
+from gex_core.data.readers.common import DataFileError, check_file, read_npz_arrays
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -20,6 +20,13 @@ def _npz_fail(path: Path, problem: str) -> NoReturn:
         "x_train=..., y_train=..., x_test=..., y_test=...): images (N, H, W[, C]) "
         "uint8 or float, labels (N,) integers >= 0."
     )
+
+
+def required_file(path: str | Path) -> Path:
+    """The data file, checked to be a readable regular file (nothing is decoded, so
+    the workflow calls it before any job runs); DataFileError otherwise."""
+    check_file(Path(path), _npz_fail)
+    return Path(path)
 
 
 def _npz_images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
