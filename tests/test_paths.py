@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -249,3 +250,24 @@ def test_the_librarys_defaults_are_the_workflows():
     assert calibrate["refine"].default == ens["calibration"]["refine"]
     problem = inspect.signature(Problem).parameters
     assert problem["eval_batch_size"].default == config["eval_batch_size"]
+
+
+def test_same_named_image_folders_never_share_results(tmp_path):
+    """folder-<name>-<digest of the images>: two folders called imgs differ; touching
+    an image without changing it keeps the folder's results."""
+
+    def make(root: Path, content: bytes) -> dict:
+        for split, cls in (("train", "cat"), ("train", "dog"), ("test", "cat")):
+            (root / split / cls).mkdir(parents=True)
+            (root / split / cls / "0.png").write_bytes(content + cls.encode())
+        return {**CONFIG, "dataset": "folder", "data_dir": str(root)}
+
+    a = make(tmp_path / "a" / "imgs", b"one")
+    b = make(tmp_path / "b" / "imgs", b"two")
+    segment = paths.dataset_segment(a)
+    assert segment.startswith("folder-imgs-") and segment != paths.dataset_segment(b)
+    image = tmp_path / "a" / "imgs" / "train" / "cat" / "0.png"
+    os.utime(image, ns=(10**18, 10**18))
+    assert paths.dataset_segment(a) == segment
+    image.write_bytes(b"changed")
+    assert paths.dataset_segment(a) != segment

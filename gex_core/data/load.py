@@ -64,6 +64,15 @@ def npz_file(data_file: str | Path) -> Path:
     return importlib.import_module(READERS["npz"]).required_file(data_file)
 
 
+def folder_images(data_dir: str | Path) -> list[Path]:
+    """Every image file of an image folder data set (train and test), its layout
+    checked (`readers.folder.folder_layout`); nothing is decoded."""
+    train, test = importlib.import_module(READERS["folder"]).folder_layout(data_dir)
+    return [
+        f for split in (train, test or {}) for files in split.values() for f in files
+    ]
+
+
 def folder_files(data_dir: str | Path) -> list[Path]:
     """The class folders of an image folder data set, its layout checked (nothing is
     opened; `readers.folder.required_files`)."""

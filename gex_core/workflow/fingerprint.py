@@ -186,3 +186,49 @@ def content_digest(path: str | Path, cache: Path | None = DIGEST_CACHE) -> str:
         with contextlib.suppress(OSError):
             write_json(cache, dict([*entries, (key, digest)]))
     return digest
+
+
+def folder_digest(
+    root: str | Path, files: list[Path], cache: Path | None = DIGEST_CACHE
+) -> str:
+    """sha256 (hex) over the files' paths relative to root and their contents'
+    sha256, in path order: an image folder's identity. Remembered in `cache` under the
+    folder and a digest of its listing (each file's path, size, mtime, inode), so an
+    unchanged folder is not read again and a touched but unchanged file changes
+    nothing."""
+    import json
+    import os
+
+    from gex_core.workflow.io import write_json
+    from gex_core.workflow.provenance import file_digest
+
+    root = Path(root).resolve()
+    ordered = sorted(Path(f).resolve() for f in files)
+    listing = hashlib.sha256()
+    for file in ordered:
+        stat = os.stat(file)
+        listing.update(
+            f"{file.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}|"
+            f"{stat.st_ino}\n".encode()
+        )
+    key = f"folder:{root}|{listing.hexdigest()}"
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    known: dict[str, str] = {}
+    if cache is not None:
+        try:
+            known = json.loads(Path(cache).read_text())
+        except (OSError, ValueError):
+            known = {}
+        if isinstance(known, dict) and isinstance(known.get(key), str):
+            _DIGESTS[key] = known[key]
+            return known[key]
+    content = hashlib.sha256()
+    for file in ordered:
+        content.update(f"{file.relative_to(root)}\0{file_digest(file)}\n".encode())
+    digest = _DIGESTS[key] = content.hexdigest()
+    if cache is not None:
+        entries = list(known.items())[-(DIGEST_CACHE_ENTRIES - 1) :]
+        with contextlib.suppress(OSError):
+            write_json(cache, dict([*entries, (key, digest)]))
+    return digest

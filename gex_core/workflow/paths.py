@@ -139,8 +139,9 @@ def dataset_segment(config: Mapping[str, Any]) -> str:
     """The results folder of the data set: its name, npz-<file stem>-<the first 10
     hex digits of the file's sha256> for npz (two files of one name in different
     folders, or a file replaced by another, never share results), and folder-<folder
-    name> for an image folder (plus -split<test_fraction> when the folder has no
-    test/ folder, so the held-out fraction names what was held out)."""
+    name>-<10 hex digits of its images' digest> for an image folder (plus
+    -split<test_fraction> when the folder has no test/ folder, so the held-out
+    fraction names what was held out)."""
     if config["dataset"] == "npz":
         from gex_core.data.load import npz_file
         from gex_core.workflow.fingerprint import content_digest
@@ -148,8 +149,12 @@ def dataset_segment(config: Mapping[str, Any]) -> str:
         digest = content_digest(npz_file(config["data_file"]))
         return f"npz-{Path(config['data_file']).stem}-{digest[:10]}"
     if config["dataset"] == "folder":
+        from gex_core.data.load import folder_images
+        from gex_core.workflow.fingerprint import folder_digest
+
         root = Path(config["data_dir"])
-        segment = f"folder-{root.resolve().name}"
+        digest = folder_digest(root, folder_images(root))
+        segment = f"folder-{root.resolve().name}-{digest[:10]}"
         if not (root / "test").is_dir():
             segment += f"-split{fmt(float(config['test_fraction']))}"
         return segment
