@@ -216,7 +216,7 @@ def test_truncated_dataset_file_is_named(pretrained, tmp_path):
         f"results/digits/data.npz: it has {size} bytes, its job wrote {2 * size} "
         "(truncated?)" in log
     )
-    assert "python -m gex_core.workflow.verify results --remove" in log
+    assert "--forcerun results/digits/data.npz" in log
     assert_no_pretrain_outputs(workdir / RUN / "pretrain")
     # without the record, the reader names the file itself (the zip's central
     # directory was at the end, in the half cut off)
@@ -316,7 +316,8 @@ def test_one_flipped_byte_in_a_cached_artifact_is_named_or_rebuilt(
 ):
     """The model, the chain losses and the scores: a byte flipped in place (size and
     mtime kept, so Snakemake sees nothing) is a named error in the job that reads it,
-    never used; `verify --remove` lists it and the next run rebuilds it."""
+    never used; `verify` lists it and its --forcerun command rebuilds it and what
+    was made from it."""
     from gex_core.workflow.verify import main as verify
 
     workflow, _ = pretrained
@@ -342,9 +343,12 @@ def test_one_flipped_byte_in_a_cached_artifact_is_named_or_rebuilt(
     flip_one_byte(workdir / CHAIN)
     with contextlib.chdir(workdir):
         assert verify(["results"]) == 1
-        assert verify(["results", "--remove"]) == 0
-    assert f"{CHAIN}: its sha256 differs" in capsys.readouterr().out
-    assert not (workdir / CHAIN).exists()
-    result = snakemake(workflow, workdir, detection, "--cores", "2")
+    printed = capsys.readouterr().out
+    assert f"{CHAIN}: its sha256 differs" in printed
+    command = printed.splitlines()[-1].removeprefix("Rebuild: snakemake ").split()
+    assert command == ["--cores", "all", "--forcerun", CHAIN]
+    before = (workdir / scores).stat().st_mtime_ns
+    result = snakemake(workflow, workdir, detection, "--cores", "2", *command[2:])
     assert result.returncode == 0, result.stderr[-3000:]
     assert verify([str(workdir / "results")]) == 0
+    assert (workdir / scores).stat().st_mtime_ns > before  # remade from the new chain

@@ -6,10 +6,12 @@ anything (`verify_inputs`, from `jobenv.begin_job`): flipped bytes, a truncated 
 or a hand edit that kept the modification time is a named error, never a result
 computed from the damaged file. From the shell,
 
-    python -m gex_core.workflow.verify [results] [--remove]
+    python -m gex_core.workflow.verify [results]
 
-checks every artifact under a folder and, with --remove, deletes the damaged ones (and
-their records) so the next `snakemake` rebuilds them and what depends on them.
+checks every artifact under a folder and prints the command that rebuilds the damaged
+ones and everything made from them: `snakemake --cores all --forcerun <files>`
+(Snakemake does not remake a missing intermediate file whose results exist, so
+deleting it alone would not do).
 """
 
 from __future__ import annotations
@@ -40,20 +42,25 @@ def artifact_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def rebuild_command(paths: Iterable[str | os.PathLike]) -> str:
+    """The command that remakes the files and everything made from them."""
+    return "snakemake --cores all --forcerun " + " ".join(str(p) for p in paths)
+
+
 def verify_inputs(inputs: Iterable[str | os.PathLike]) -> None:
     """Raise CorruptArtifactError naming every input file whose content is not what
     its job wrote, and how to rebuild it."""
-    problems = [
-        f"{path}: {problem}"
+    damaged = [
+        (path, problem)
         for path in inputs
         if Path(path).is_file() and (problem := artifact_problem(path))
     ]
-    if problems:
+    if damaged:
         raise CorruptArtifactError(
             "damaged cached artifact(s), not used:\n  "
-            + "\n  ".join(problems)
-            + "\nRebuild: python -m gex_core.workflow.verify results --remove, then "
-            "rerun snakemake (it remakes the removed files and what depends on them)"
+            + "\n  ".join(f"{path}: {problem}" for path, problem in damaged)
+            + "\nRebuild them and what was made from them: "
+            + rebuild_command(path for path, _ in damaged)
         )
 
 
@@ -68,28 +75,18 @@ def damaged_artifacts(root: str | os.PathLike) -> list[tuple[Path, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Check every artifact under the folder; exit status 1 when any is damaged."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", default="results")
-    parser.add_argument(
-        "--remove", action="store_true", help="delete damaged artifacts for a rebuild"
-    )
     args = parser.parse_args(argv)
     damaged = damaged_artifacts(args.root)
     for artifact, problem in damaged:
         print(f"{artifact}: {problem}")
-        if args.remove:
-            artifact.unlink()
-            Path(f"{artifact}{SUFFIX}").unlink(missing_ok=True)
     checked = len(list(Path(args.root).rglob(f"*{SUFFIX}")))
-    print(
-        f"{checked} artifact records checked, {len(damaged)} damaged"
-        + (
-            " and removed: rerun snakemake to rebuild them"
-            if args.remove and damaged
-            else ""
-        )
-    )
-    return 1 if damaged and not args.remove else 0
+    print(f"{checked} artifact records checked, {len(damaged)} damaged")
+    if damaged:
+        print("Rebuild: " + rebuild_command(artifact for artifact, _ in damaged))
+    return 1 if damaged else 0
 
 
 if __name__ == "__main__":
