@@ -565,3 +565,18 @@ def test_chains_run_one_per_job_equal_their_rows_of_the_grouped_job(smoke, tmp_p
                 assert list(alone["chains"]) == [c]
                 for key in ("train_losses", "test_losses"):
                     assert alone[key].tobytes() == grouped[key][c : c + 1].tobytes()
+
+
+def test_comment_and_whitespace_edits_of_the_config_rerun_nothing(smoke, tmp_path):
+    """The config's values decide what reruns, not its text: a comment, blank lines
+    and another indentation plan no job."""
+    workflow, original = smoke
+    workdir = tmp_path / "run"
+    shutil.copytree(original, workdir, symlinks=True)
+    config = workdir / "config.yaml"
+    text = config.read_text().replace("\n", "\n\n").replace(": ", ":   ")
+    config.write_text("# edited by hand: nothing changes\n" + text + "\n# the end\n")
+    assert yaml.safe_load(config.read_text()) == yaml.safe_load(
+        (original / "config.yaml").read_text()
+    )
+    assert planned_jobs(snakemake(workflow, workdir, "-n")) == {}
