@@ -87,6 +87,7 @@ class _StageEnds(FitHooks):
     mesh: Mesh
 
     def __post_init__(self) -> None:
+        self.init_opt = jax.jit(self.tx.init)  # one compilation, not one per leaf
         self.members: list[list[Params]] = [[] for _ in self.chains]
         self.train_losses: list[list[np.ndarray]] = [[] for _ in self.chains]
         self.test_losses: list[list[np.ndarray]] = [[] for _ in self.chains]
@@ -137,7 +138,7 @@ class _StageEnds(FitHooks):
             self.members[lane].append(params[lane])
             self.train_losses[lane].append(train)
             self.test_losses[lane].append(test)
-        opt_state = [replicate(self.tx.init(p), self.mesh) for p in params]
+        opt_state = [replicate(self.init_opt(p), self.mesh) for p in params]
         return state._replace(
             params=self.program.pack(params), opt_state=self.program.pack(opt_state)
         )
@@ -257,7 +258,7 @@ def run_chains(
         program,
         FitState(
             program.pack([start] * len(chains)),
-            program.pack([replicate(tx.init(start), mesh)] * len(chains)),
+            program.pack([replicate(jax.jit(tx.init)(start), mesh)] * len(chains)),
             0,
             program.pack([jax_key(seed, "augment", c) for c in chains]),
         ),

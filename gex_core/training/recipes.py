@@ -171,6 +171,8 @@ class _PretrainHooks(FitHooks):
         )
         self.trajectory: list[tuple[int, Params]] = []
         self.history: list[dict[str, float]] = []
+        # one compilation for the logged rate (eagerly, each of its ops compiles)
+        self.rate = jax.jit(self.schedule)
 
     def evaluation_due(self, epoch: int) -> bool:
         """Batch-norm models are re-estimated and evaluated every 10 epochs, at
@@ -192,7 +194,7 @@ class _PretrainHooks(FitHooks):
         ever_correct[chunk.idx[chunk.correct > 0]] = True
         row = dict(
             epoch=epoch,
-            lr=float(self.schedule(state.step)),
+            lr=float(self.rate(state.step)),
             train_loss=float(chunk.losses.mean()),
             train_acc=float(chunk.correct.mean()),
             test_loss=np.nan,
@@ -327,7 +329,12 @@ def pretrain(
     )
     state = fit(
         Program(step),
-        FitState(params, replicate(tx.init(params), mesh), 0, jax_key(seed, "augment")),
+        FitState(
+            params,
+            replicate(jax.jit(tx.init)(params), mesh),
+            0,
+            jax_key(seed, "augment"),
+        ),
         x_all,
         y_all,
         lambda: next(indices),
@@ -426,7 +433,10 @@ def fit_fresh(
     state = fit(
         Program(step),
         FitState(
-            params, replicate(tx.init(params), mesh), 0, jax.random.fold_in(init_key, 1)
+            params,
+            replicate(jax.jit(tx.init)(params), mesh),
+            0,
+            jax.random.fold_in(init_key, 1),
         ),
         x_dev,
         y_dev,
