@@ -1,7 +1,7 @@
 """Faithful GEX and one change at a time towards today's default, on fresh seeds.
 
     python benchmarks/gex_ablation.py [--out benchmarks/out/gex_ablation]
-        [--seeds 10 11 12 13 14] [--setting sym0.1] [--study ablation|members]
+        [--seeds 10 11 12 13 14] [--setting sym0.1] [--study ablation|members|refine]
         [--cores N] [--reuse]
 
 `faithful` follows the research release (docs/methods.md, GEX as released): the
@@ -20,7 +20,9 @@ and the paired bootstrap 95% interval of ΔAUC and ΔAP = row − faithful for G
 `--study members` (for the development seeds 0-2) asks whether more, cheaper members
 help at the default's cost of 800 fine-tuning steps a seed: the default (4 chains x 2
 stages x 100 steps), 8 x 2 x 50 and 16 x 1 x 50, each with `el2n` (the baseline to
-beat) beside gex and the control; Δ is then against the default.
+beat) beside gex and the control; Δ is then against the default. `--study refine`
+compares the default calibration with two bisecting refinement pilots
+(`ensemble.calibration.refine: 2`).
 """
 
 from __future__ import annotations
@@ -100,9 +102,18 @@ def members_study(default: dict) -> dict[str, dict]:
     return rows
 
 
+def refine_study(default: dict) -> dict[str, dict]:
+    """Row label -> full config: the default, then the calibration refined by two
+    bisecting pilots (every chain piloted at the choice, so pushing towards the edge
+    no longer risks the chains chain 0 does not see)."""
+    refined = {"ensemble": {"calibration": {"refine": 2}}}
+    return {"default (refine 0)": default, "refine 2": merged(default, refined)}
+
+
 STUDIES = {
     "ablation": (variants, ["gex", "member_loss"]),
     "members": (members_study, ["gex", "member_loss", "el2n"]),
+    "refine": (refine_study, ["gex", "member_loss", "el2n"]),
 }
 
 
