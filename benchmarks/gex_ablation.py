@@ -4,7 +4,7 @@
         [--seeds 10 11 12 13 14] [--setting sym0.1] [--study ablation|members|refine]
         [--cores N] [--reuse]
 
-`faithful` follows the research release (docs/methods.md, GEX as released): the
+`faithful` follows the research release (configs/gex_faithful.yaml): the
 paper's clamped reference max(pretrained loss, tau) with tau 0.05, ft_lr 0.05 with a
 cosine schedule per stage, 800 steps a stage, 32 members (8 chains x 4 stages, the
 research code's 8-device layout) at digits' pretraining batch, softmax cross-entropy.
@@ -51,10 +51,7 @@ from gex_core.workflow.config import validate_config  # noqa: E402
 from gex_core.workflow.io import read_npz  # noqa: E402
 
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"
-FAITHFUL = {
-    "ensemble": {"chains": 8, "stages": 4, "ft_lr": 0.05, "ft_steps": 800},
-    "influence": {"gex": {"reference": "clamped", "tau": 0.05}},
-}
+FAITHFUL = yaml.safe_load((ROOT / "configs" / "gex_faithful.yaml").read_text())
 
 
 def merged(base: dict, change: dict) -> dict:

@@ -182,3 +182,29 @@ def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
     with np.load(tmp_path / run / "seed0/influence/randproj/d2/scores.npz") as scores:
         assert scores["self_influence"].shape == (57,)
         assert np.isfinite(scores["self_influence"]).all()
+
+
+def test_the_faithful_gex_setting_is_the_research_release_on_top_of_the_default():
+    """configs/gex_faithful.yaml over config.yaml: 32 members of 800 steps at ft_lr
+    0.05 and the clamped reference with tau 0.05, everything else the default."""
+    from benchmarks.gex_ablation import merged
+    from gex_core.workflow import paths
+
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    change = yaml.safe_load((ROOT / "configs" / "gex_faithful.yaml").read_text())
+    config = merged(default, change)
+    validate_config(config, SCHEMA)
+    ensemble = config["ensemble"]
+    assert (ensemble["chains"], ensemble["stages"]) == (8, 4)
+    assert (ensemble["ft_lr"], ensemble["ft_steps"]) == (0.05, 800)
+    assert config["influence"]["gex"] == {"reference": "clamped", "tau": 0.05}
+    assert config["pretrain"] == load_default()["pretrain"]
+    scores = paths.result(config, "scores", seed=0, method="gex")
+    assert "/ensemble/" not in scores
+    assert "gex/ft-lr0.05-s800-b64-S4-K8-ref-clamped-tau0.05/" in scores
+
+
+def load_default():
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate_config(config, SCHEMA)
+    return config
