@@ -197,6 +197,28 @@ def test_other_chains_that_collapse_move_the_choice_down():
     assert choose_ft_lr(chain0, 0.95, 0.02, (0, 1)) == (0.05, False)
 
 
+def test_refinement_bisects_below_the_rate_another_chain_failed():
+    """Chain 0 passes up to 0.2, chain 1 fails at 0.2 (the fresh-seed failure): the
+    choice is 0.1, and refinement bisects (0.1, 0.2), not chain 0's (0.2, 0.4),
+    piloting every chain at each midpoint: 0.141 passes on all, 0.168 fails on
+    chain 2, so 0.141 is chosen."""
+    tried = []
+
+    def pilot(lr, chain):
+        tried.append((lr, chain))
+        fails = lr >= 0.4 or (lr >= 0.2 and chain == 1) or (lr > 0.15 and chain == 2)
+        return stats(lr, 0.2 if fails else 0.95)._replace(chain=chain)
+
+    found = search_ft_lr(pilot, [0.05, 0.1, 0.2, 0.4], 2, 0.95, 0.02, (0, 1, 2, 3))
+    assert tried[4:] == [
+        (0.2, 1),  # verification: chain 1 fails at 0.2
+        (0.1, 1), (0.1, 2), (0.1, 3),
+        (0.141, 0), (0.141, 1), (0.141, 2), (0.141, 3),  # refinement 1: all pass
+        (0.168, 0), (0.168, 1), (0.168, 2),  # refinement 2: chain 2 fails
+    ]  # fmt: skip
+    assert choose_ft_lr(found, 0.95, 0.02, (0, 1, 2, 3)) == (0.141, True)
+
+
 def test_the_workflow_record_shows_every_chain_pilot(tmp_path):
     """A real calibration over two chains: chain 1's pilot at the chosen rate is chain
     1's first member (the same draws), recorded under chain_pilots."""

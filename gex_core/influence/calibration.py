@@ -15,15 +15,16 @@ For each learning rate of a grid, one pilot stage (chain 0's first stage: the sa
 batches, augmentation and schedule as the real chain) is run from the pretrained model.
 The choice is the largest learning rate whose pilot keeps its held-out accuracy within
 `tolerance` of the pretrained one (the most exploration that still describes the
-data); a rate whose training diverges is invalid. `refine` more pilots then bisect
-(geometrically) between the chosen rate and the next larger, invalid one, so a coarse
-grid does not leave the choice far below the edge (on digits with 30% noise 0.1 barely
-escapes while 0.2 destroys the model). One chain is not the ensemble: near the edge
-chain 0 can keep its accuracy while other chains, on other batches, collapse to
-chance. So the chosen rate is then piloted on the first stage of every other chain
-of `chains` (each pilot is exactly that chain's first member); if any fails, the next
-smaller rate chain 0 passed is piloted on them in turn. When no rate is valid the
-smallest is taken and the record says so. The functions see the given (possibly noisy) training
+data); a rate whose training diverges is invalid. One chain is not the ensemble:
+near the edge chain 0 can keep its accuracy while other chains, on other batches,
+collapse to chance. So the chosen rate is then piloted on the first stage of every
+other chain of `chains` (each pilot is exactly that chain's first member); if any
+fails, the next smaller rate chain 0 passed is piloted on them in turn. `refine` more
+rates then bisect (geometrically) between the chosen rate and the next larger one that
+failed on some chain, each piloted on every chain, so a coarse grid does not leave the
+choice far below the edge (on digits with 30% noise 0.1 barely escapes while 0.2
+destroys some chains). When no rate is valid the smallest is taken and the record
+says so. The functions see the given (possibly noisy) training
 labels and the held-out labels, never the noise mask or the clean training labels.
 """
 
@@ -142,34 +143,33 @@ def search_ft_lr(
     tolerance: float,
     chains: Sequence[int] = (0,),
 ) -> list[PilotStatistics]:
-    """pilot(lr, chains[0]) for every grid rate, then up to `refine` times for the
-    geometric midpoint of `refinement_bracket`; then, from the largest rate that
+    """pilot(lr, chains[0]) for every grid rate; then, from the largest rate that
     passed down, pilot(rate, chain) on the other chains until a rate passes on all of
-    them (a chain that fails ends that rate's checks). Every pilot's statistics, by
-    rate and chain."""
+    them; then up to `refine` times the geometric midpoint of `refinement_bracket`
+    (the chosen rate and the next larger one that failed on some chain), piloted on
+    every chain. A chain that fails ends its rate's pilots. Every pilot's statistics,
+    by rate and chain."""
     first, others = chains[0], list(chains[1:])
-    statistics = [pilot(float(lr), first) for lr in sorted(grid)]
+
+    def passes(lr: float, chain: int) -> bool:
+        statistics.append(pilot(lr, chain))
+        return statistics[-1].passes(pretrained_heldout_accuracy, tolerance)
+
+    statistics: list[PilotStatistics] = []
+    passed = [lr for lr in sorted(grid) if passes(float(lr), first)]
+    for lr in sorted(passed, reverse=True):
+        if all(passes(lr, chain) for chain in others):
+            break
     for _ in range(refine):
         bracket = refinement_bracket(
-            statistics, pretrained_heldout_accuracy, tolerance, (first,)
+            statistics, pretrained_heldout_accuracy, tolerance, chains
         )
         if bracket is None:
             break
         midpoint = geometric_midpoint(*bracket)
         if midpoint in bracket:  # the interval is below the rounding: done
             break
-        statistics.append(pilot(midpoint, first))
-    passed = sorted(
-        {s.lr for s in statistics if s.passes(pretrained_heldout_accuracy, tolerance)},
-        reverse=True,
-    )
-    for lr in passed:
-        for chain in others:
-            statistics.append(pilot(lr, chain))
-            if not statistics[-1].passes(pretrained_heldout_accuracy, tolerance):
-                break
-        else:
-            break
+        all(passes(midpoint, chain) for chain in chains)  # stops at a failing chain
     return sorted(statistics, key=lambda s: (s.lr, s.chain))
 
 
