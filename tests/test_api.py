@@ -161,6 +161,7 @@ def test_ft_lr_auto_calibrates_on_the_held_out_data(trained):
         y_val=y_te,
         grid=[1e12, 0.01],
         tolerance=0.5,
+        refine=0,
         chains=1,
         stages=1,
         ft_steps=4,

@@ -145,7 +145,7 @@ def test_ft_lr_is_a_positive_number_or_auto(value):
     assert config["ensemble"]["calibration"] == {
         "grid": [0.025, 0.05, 0.1, 0.2, 0.4],
         "tolerance": "auto",
-        "refine": 0,
+        "refine": 2,
         "pilot_chains": "all",
     }
 
