@@ -209,7 +209,7 @@ def main() -> None:
     data = digits()
     runs: dict[str, list[float]] = {
         k: []
-        for k in ("import", "jax cold", "compile", "jax warm", "jax steps", "torch")
+        for k in ("import", "jax cold", "compile", "jax compute", "jax steps", "torch")
     }
     for _ in range(args.repeats):
         jax.clear_caches()
