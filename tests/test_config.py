@@ -74,3 +74,43 @@ def test_defaults_fill_a_partial_config(tmp_path):
     assert (
         "seed4/influence/gex/ft-lrauto-s100-b64-S2-K4-ref-pretrained/" in result.stdout
     )
+
+
+def test_same_named_data_files_run_side_by_side(tmp_path):
+    """Two files called x.npz in different folders: each run stores its own split in
+    its own results folder, and the second leaves the first's intact."""
+    import numpy as np
+    import yaml
+
+    from gex_core.workflow import paths
+    from gex_core.workflow.config import validate_config
+    from gex_core.workflow.io import read_npz
+
+    rng = np.random.default_rng(0)
+    stored = {}
+    for folder in ("a", "b"):
+        data = {
+            "x_train": rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8),
+            "y_train": np.arange(40) % 4,
+            "x_test": rng.integers(0, 256, (12, 8, 8, 1), dtype=np.uint8),
+            "y_test": np.arange(12) % 4,
+        }
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "x.npz", **data)
+        config = {"dataset": "npz", "data_file": str(tmp_path / folder / "x.npz")}
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        validate_config(config, ROOT / "schemas" / "config.schema.yaml")
+        target = paths.result(config, "data")
+        result = snakemake(ROOT, tmp_path, target, "--cores", "1")
+        assert result.returncode == 0, result.stderr[-3000:]
+        stored[folder] = (tmp_path / target, data["x_train"])
+    (a, x_a), (b, x_b) = stored["a"], stored["b"]
+    assert a.parent != b.parent and a.parent.name.startswith("npz-x-")
+    # each split holds its own file's images (the validation split moves rows, so
+    # compare the sorted pixel sums)
+    for path, x in ((a, x_a), (b, x_b)):
+        arrays = read_npz(path, ("x_train", "x_val"))
+        got = np.sort(
+            np.concatenate([arrays["x_train"], arrays["x_val"]]).sum((1, 2, 3))
+        )
+        np.testing.assert_array_equal(got, np.sort(x.astype(np.int64).sum((1, 2, 3))))
