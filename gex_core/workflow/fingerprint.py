@@ -147,88 +147,79 @@ def source_fingerprint(
     return digest.hexdigest()[:16]
 
 
-# Content digests of user data files, by (path, size, mtime, inode): a large file is
-# hashed once, and a file replaced by another (new inode or size or mtime) is hashed
-# again whatever its modification time says.
+# Content digests of user data, remembered by what the file system says of the files
+# (path, size, mtime, inode): a large file is hashed once, and a file replaced by
+# another (new inode, size or mtime) is hashed again whatever its mtime says.
 DIGEST_CACHE = Path(".snakemake") / "gex-file-digests.json"
 DIGEST_CACHE_ENTRIES = 256
-_DIGESTS: dict[
-    str, str
-] = {}  # this process's, so a path builder called per path is cheap
+# this process's, so a path builder called once per path is cheap
+_DIGESTS: dict[str, str] = {}
 
 
-def content_digest(path: str | Path, cache: Path | None = DIGEST_CACHE) -> str:
-    """sha256 (hex) of the file's bytes, remembered in `cache` (a JSON file; None: no
-    cache) under its resolved path, size, mtime and inode."""
+def remembered_digest(key: str, compute, cache: Path | None) -> str:
+    """The digest remembered under key (in this process, then in the JSON file
+    `cache`; None: no file), else compute() remembered in both. A cache that cannot
+    be read or written is ignored (it is only a cache)."""
     import json
-    import os
 
     from gex_core.workflow.io import write_json
-    from gex_core.workflow.provenance import file_digest
 
-    stat = os.stat(path)
-    key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
     if key in _DIGESTS:
         return _DIGESTS[key]
-    known: dict[str, str] = {}
+    known: dict = {}
     if cache is not None:
         try:
             known = json.loads(Path(cache).read_text())
         except (OSError, ValueError):
             known = {}
-        if isinstance(known, dict) and isinstance(known.get(key), str):
+        if not isinstance(known, dict):
+            known = {}
+        if isinstance(known.get(key), str):
             _DIGESTS[key] = known[key]
             return known[key]
-    digest = _DIGESTS[key] = file_digest(path)
+    digest = _DIGESTS[key] = compute()
     if cache is not None:
         entries = list(known.items())[-(DIGEST_CACHE_ENTRIES - 1) :]
-        # a read-only working directory: hash again next time
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # a read-only working directory
             write_json(cache, dict([*entries, (key, digest)]))
     return digest
+
+
+def _file_state(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
+
+
+def content_digest(path: str | Path, cache: Path | None = DIGEST_CACHE) -> str:
+    """sha256 (hex) of the file's bytes, remembered (`remembered_digest`) under its
+    resolved path, size, mtime and inode."""
+    from gex_core.workflow.provenance import file_digest
+
+    path = Path(path)
+    key = f"{path.resolve()}|{_file_state(path)}"
+    return remembered_digest(key, lambda: file_digest(path), cache)
 
 
 def folder_digest(
     root: str | Path, files: list[Path], cache: Path | None = DIGEST_CACHE
 ) -> str:
     """sha256 (hex) over the files' paths relative to root and their contents'
-    sha256, in path order: an image folder's identity. Remembered in `cache` under the
-    folder and a digest of its listing (each file's path, size, mtime, inode), so an
+    sha256, in path order: an image folder's identity. Remembered under the folder
+    and a digest of its listing (each file's path, size, mtime, inode), so an
     unchanged folder is not read again and a touched but unchanged file changes
     nothing."""
-    import json
-    import os
-
-    from gex_core.workflow.io import write_json
     from gex_core.workflow.provenance import file_digest
 
     root = Path(root).resolve()
     ordered = sorted(Path(f).resolve() for f in files)
     listing = hashlib.sha256()
     for file in ordered:
-        stat = os.stat(file)
-        listing.update(
-            f"{file.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}|"
-            f"{stat.st_ino}\n".encode()
-        )
-    key = f"folder:{root}|{listing.hexdigest()}"
-    if key in _DIGESTS:
-        return _DIGESTS[key]
-    known: dict[str, str] = {}
-    if cache is not None:
-        try:
-            known = json.loads(Path(cache).read_text())
-        except (OSError, ValueError):
-            known = {}
-        if isinstance(known, dict) and isinstance(known.get(key), str):
-            _DIGESTS[key] = known[key]
-            return known[key]
-    content = hashlib.sha256()
-    for file in ordered:
-        content.update(f"{file.relative_to(root)}\0{file_digest(file)}\n".encode())
-    digest = _DIGESTS[key] = content.hexdigest()
-    if cache is not None:
-        entries = list(known.items())[-(DIGEST_CACHE_ENTRIES - 1) :]
-        with contextlib.suppress(OSError):
-            write_json(cache, dict([*entries, (key, digest)]))
-    return digest
+        listing.update(f"{file.relative_to(root)}|{_file_state(file)}\n".encode())
+
+    def content() -> str:
+        digest = hashlib.sha256()
+        for file in ordered:
+            digest.update(f"{file.relative_to(root)}\0{file_digest(file)}\n".encode())
+        return digest.hexdigest()
+
+    return remembered_digest(f"folder:{root}|{listing.hexdigest()}", content, cache)
