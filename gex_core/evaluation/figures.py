@@ -66,7 +66,11 @@ def calibration_curve(record: dict, title: str) -> Figure:
     for lr in diverged.lr:
         ax.annotate("diverged", (lr, 0.5), ha="center", fontsize=8)
     ax.set(xscale="log", xlabel="fine-tuning learning rate", ylim=(-0.02, 1.02))
-    ax.set_xticks(grid.lr, [f"{lr:g}" for lr in grid.lr])
+    # labels on the grid's rates; refined rates (between two of them) get an
+    # unlabelled tick, their values are in the record and the title
+    rates = grid.lr[~grid.refined] if "refined" in grid else grid.lr
+    ax.set_xticks(rates, [f"{lr:g}" for lr in rates])
+    ax.set_xticks(grid.lr, minor=True)
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
