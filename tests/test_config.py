@@ -43,6 +43,18 @@ CASES = {
         "dataset: cifar10\ndata_dir: nowhere\n",
         "cifar-10-binary.tar.gz",
     ),
+    "NaN noise ratio": (
+        "noise:\n  ratio: .nan\n",
+        "config key noise.ratio: nan is not a finite number",
+    ),
+    "seed beyond the RNG's range": (
+        "seeds: [0, 4294967296]\n",
+        "config key seeds.1: 4294967296 is greater than the maximum of 4294967295",
+    ),
+    "a folder as the data file": (
+        "dataset: npz\ndata_file: folder.npz\n",  # the test makes folder.npz/
+        "folder.npz is a directory, not a file",
+    ),
     "npz without its file": (
         "dataset: npz\n",
         "config key data_file: dataset npz needs the .npz to read",
@@ -58,6 +70,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_config_fails_before_any_job(tmp_path, case):
     text, message = CASES[case]
+    (tmp_path / "folder.npz").mkdir()
     (tmp_path / "config.yaml").write_text(text)
     result = snakemake(ROOT, tmp_path, "--cores", "1")
     assert result.returncode != 0
@@ -74,6 +87,20 @@ def test_defaults_fill_a_partial_config(tmp_path):
     assert (
         "seed4/influence/gex/ft-lrauto-s100-b64-S2-K4-ref-pretrained/" in result.stdout
     )
+
+
+def test_nested_and_list_overrides_are_read_as_the_schema_types(tmp_path):
+    """Snakemake passes these as text; they plan the runs they say."""
+    (tmp_path / "config.yaml").write_text("methods: [gex]\n")
+    result = snakemake(
+        ROOT, tmp_path, "-n", "--cores", "1", "--config", "seeds=[3,4]",
+        "noise={kind: symmetric, ratio: 0.2}", "pretrain={lr: 1e-2}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for seed in (3, 4):
+        assert "noise-sym0.2/cnn/sgd-e60-b64-lr0.01-" in result.stdout
+        assert f"/seed{seed}/influence/gex/" in result.stdout
+    assert "/seed0/" not in result.stdout
 
 
 def test_same_named_data_files_run_side_by_side(tmp_path):
