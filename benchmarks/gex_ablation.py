@@ -42,8 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.default_run import commit  # noqa: E402
-from benchmarks.fresh_seeds import failure, noise_config  # noqa: E402
-from gex_core.evaluation.bootstrap import paired_bootstrap  # noqa: E402
+from benchmarks.fresh_seeds import failure, interval_text, noise_config  # noqa: E402
 from gex_core.evaluation.metrics import detection_metrics  # noqa: E402
 from gex_core.workflow import paths  # noqa: E402
 from gex_core.workflow.artifacts import load_members, load_scores  # noqa: E402
@@ -193,21 +192,18 @@ def main() -> None:
         else:
             common = [s for s in gex if s in faithful_scores]
             for metric in ("auc", "ap"):
-                interval = paired_bootstrap(
+                row[f"delta_{metric}"] = interval_text(
                     [gex[s] for s in common],
                     [faithful_scores[s] for s in common],
                     [masks[s] for s in common],
                     metric,
                 )
-                row[f"delta_{metric}"] = (
-                    f"{interval.delta:+.4f} [{interval.low:+.4f}, {interval.high:+.4f}]"
-                )
         rows.append(row)
     minutes = (time.perf_counter() - start) / 60
     lines = [
         f"commit {commit()}, `python benchmarks/gex_ablation.py --seeds "
-        f"{' '.join(map(str, args.seeds))} --setting {args.setting}`; digits "
-        f"{args.setting} --study {args.study}`, {minutes:.0f} minutes; mean ± std over "
+        f"{' '.join(map(str, args.seeds))} --setting {args.setting} --study "
+        f"{args.study}`; digits {args.setting}, {minutes:.0f} minutes; mean ± std over "
         "seeds; Δ: GEX of the row − GEX of the first row, paired bootstrap 95% "
         "interval (1,000 resamples)",
         "",

@@ -49,24 +49,22 @@ SIZES = {
 STAGES = ("dataset", "labels", "pretrain", "calibrate", "ensemble_chains", "influence")
 
 
-def mnist_shaped(num_train: int, num_test: int, seed: int = 0) -> dict:
-    """Digits (8x8) upsampled to 28x28 (nearest, padded by 2), tiled to the sizes
-    asked, with uint8 pixel noise; labels follow the source images."""
+def tiled_digits(num: int, num_test: int, side: int, seed: int = 0) -> dict:
+    """The bundled digits tiled to num + num_test images of side x side x 1 (8: as
+    bundled; 28: MNIST's size, upsampled 3x and padded by 2), uint8 with a little pixel
+    noise; labels follow the source images."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = np.kron(digits.images / 16.0, np.ones((3, 3)))  # 24x24
-    images = np.pad(images, ((0, 0), (2, 2), (2, 2)))
+    images = digits.images / 16.0
+    if side == 28:
+        images = np.pad(np.kron(images, np.ones((3, 3))), ((0, 0), (2, 2), (2, 2)))
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(images), num_train + num_test)
-    noise = rng.normal(0.0, 0.05, (len(picks), 28, 28))
-    x = np.clip(images[picks] + noise, 0.0, 1.0)
+    picks = rng.integers(0, len(images), num + num_test)
+    x = np.clip(images[picks] + rng.normal(0, 0.05, (len(picks), side, side)), 0, 1)
     x = (x * 255).round().astype(np.uint8)[..., None]
     y = digits.target[picks].astype(np.int64)
-    return dict(
-        x_train=x[:num_train], y_train=y[:num_train],
-        x_test=x[num_train:], y_test=y[num_train:],
-    )  # fmt: skip
+    return dict(x_train=x[:num], y_train=y[:num], x_test=x[num:], y_test=y[num:])
 
 
 def config(data_file: Path, size: dict) -> dict:
@@ -134,7 +132,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     data_file = out / "mnist_shaped.npz"
-    np.savez(data_file, **mnist_shaped(size["train"], size["test"]))
+    np.savez(data_file, **tiled_digits(size["train"], size["test"], 28))
     settings = config(data_file, size)
     (out / "config.yaml").write_text(yaml.safe_dump(settings))
     start = time.perf_counter()

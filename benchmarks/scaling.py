@@ -30,24 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gpu_check import rule_of  # noqa: E402  (one reading of the benchmark files)
-
-
-def tiled(num: int, num_test: int, side: int, seed: int = 0) -> dict:
-    """Digits tiled to num + num_test images of side x side x 1 (8: as bundled; 28:
-    upsampled 3x and padded), uint8 with pixel noise."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = digits.images / 16.0
-    if side == 28:
-        images = np.pad(np.kron(images, np.ones((3, 3))), ((0, 0), (2, 2), (2, 2)))
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(images), num + num_test)
-    x = np.clip(images[picks] + rng.normal(0, 0.05, (len(picks), side, side)), 0, 1)
-    x = (x * 255).round().astype(np.uint8)[..., None]
-    y = digits.target[picks].astype(np.int64)
-    return dict(x_train=x[:num], y_train=y[:num], x_test=x[num:], y_test=y[num:])
+from gpu_check import rule_of, tiled_digits  # noqa: E402
 
 
 def run_size(out: Path, n: int, args) -> dict[str, float]:
@@ -57,7 +40,7 @@ def run_size(out: Path, n: int, args) -> dict[str, float]:
     workdir.mkdir(parents=True)
     side = 8 if args.shape == "digits" else 28
     # N training images after the 10% validation split
-    np.savez(workdir / "data.npz", **tiled(int(n / 0.9), 500, side))
+    np.savez(workdir / "data.npz", **tiled_digits(int(n / 0.9), 500, side))
     config = {
         "dataset": "npz",
         "data_file": str(workdir / "data.npz"),
