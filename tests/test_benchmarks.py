@@ -15,7 +15,7 @@ def test_gpu_check_runs_the_mnist_shaped_pipeline_at_its_tiny_size(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     text = result.stdout
-    assert "tiny: 200 training images of 28x28x1, vgg" in text
+    assert "tiny: 200 training images of 28x28x1, cnn" in text
     for stage in ("pretrain", "calibrate", "ensemble_chains", "influence", "detect"):
         assert re.search(rf"^  {stage} +\d+\.\d s$", text, re.M), stage
     auc = float(re.search(r"GEX detection AUC (\d\.\d+)", text).group(1))

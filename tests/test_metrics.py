@@ -4,9 +4,21 @@ import stat
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
-from gex_core.evaluation.metrics import detection_metrics, recall_at_top
+from gex_core.evaluation.metrics import (
+    average_precision,
+    detection_metrics,
+    precision_recall_points,
+    recall_at_top,
+    roc_auc,
+    roc_curve_points,
+)
 
 
 def test_metrics_agree_with_scikit_learn():
@@ -18,6 +30,28 @@ def test_metrics_agree_with_scikit_learn():
     assert metrics["ap"] == pytest.approx(average_precision_score(mask, scores))
     assert metrics["noise_rate"] == pytest.approx(mask.mean())
     assert metrics["num_noisy"] == mask.sum()
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_ranking_metrics_are_scikit_learns_to_the_last_bit(ties):
+    """The numpy AUC, AP and curves reproduce scikit-learn's, ties (rounded scores,
+    whole blocks of equal scores) included."""
+    rng = np.random.default_rng(1)
+    for size, noisy in [(2, 0.5), (7, 0.3), (300, 0.1), (2000, 0.3)]:
+        mask = np.arange(size) < max(1, round(noisy * size))
+        rng.shuffle(mask)
+        scores = rng.normal(size=size) + mask
+        if ties:
+            scores = np.round(scores, 1)
+            scores[: size // 3] = 0.0
+        assert roc_auc(mask, scores) == roc_auc_score(mask, scores)
+        assert average_precision(mask, scores) == average_precision_score(mask, scores)
+        fpr, tpr, _ = roc_curve(mask, scores)
+        np.testing.assert_array_equal(roc_curve_points(mask, scores), (fpr, tpr))
+        precision, recall, _ = precision_recall_curve(mask, scores)
+        np.testing.assert_array_equal(
+            precision_recall_points(mask, scores), (precision, recall)
+        )
 
 
 def test_recall_at_noise_rate_by_hand():

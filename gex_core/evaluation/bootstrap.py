@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+
+from gex_core.evaluation.metrics import average_precision, roc_auc
 
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "auc": roc_auc_score,
-    "ap": average_precision_score,
+    "auc": roc_auc,
+    "ap": average_precision,
 }
 
 

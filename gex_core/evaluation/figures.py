@@ -14,7 +14,8 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+from gex_core.evaluation.metrics import precision_recall_points, roc_curve_points  # noqa: E402
 
 CLEAN, NOISY = "#2a9d8f", "#e76f51"
 
@@ -102,11 +103,11 @@ def score_histograms(scores: np.ndarray, mask: np.ndarray, title: str):
 def detection_curves(scores: np.ndarray, mask: np.ndarray, title: str):
     """ROC and precision-recall curves of noisy-label detection."""
     fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4))
-    fpr, tpr, _ = roc_curve(mask, scores)
+    fpr, tpr = roc_curve_points(mask, scores)
     ax_roc.plot(fpr, tpr, color=NOISY)
     ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-    precision, recall, _ = precision_recall_curve(mask, scores)
+    precision, recall = precision_recall_points(mask, scores)
     ax_pr.plot(recall, precision, color=NOISY)
     ax_pr.axhline(mask.mean(), ls="--", color="grey", lw=1, label="noise rate")
     ax_pr.set(

@@ -18,6 +18,7 @@ faster where one chain's step leaves the device idle (accelerators), slower on a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -58,6 +59,53 @@ class FineTuning(NamedTuple):
     bn_batches: int = 50
 
 
+def _cosine_sgd(
+    learning_rate: jax.Array, ft_steps: int, momentum: float
+) -> optax.GradientTransformation:
+    return sgd(optax.cosine_decay_schedule(learning_rate, ft_steps), momentum)
+
+
+@functools.cache
+def fine_tuning_optimizer(
+    ft_steps: int, momentum: float
+) -> optax.GradientTransformation:
+    """A stage's SGD (momentum, cosine LR from the peak to 0 over ft_steps) whose peak
+    rate is a traced hyperparameter in the optimiser state (`fine_tuning_state`), not
+    a constant of the compiled step: the calibration's pilots at many rates share one
+    compiled step. The arithmetic is optax.sgd's with the peak as a constant."""
+    return optax.inject_hyperparams(_cosine_sgd, static_args=("ft_steps", "momentum"))(
+        learning_rate=0.0, ft_steps=ft_steps, momentum=momentum
+    )
+
+
+@functools.cache
+def _jitted_init(tx: optax.GradientTransformation) -> Callable:
+    return jax.jit(tx.init)  # one compilation, not one per leaf
+
+
+def fine_tuning_state(
+    tx: optax.GradientTransformation, params: Params, ft_lr: float
+) -> Any:
+    """A fresh optimiser state of `fine_tuning_optimizer` with peak rate ft_lr."""
+    state = _jitted_init(tx)(params)
+    rate = jnp.asarray(ft_lr, state.hyperparams["learning_rate"].dtype)
+    return state._replace(hyperparams={**state.hyperparams, "learning_rate": rate})
+
+
+@functools.cache
+def _fine_tuning_program(
+    apply: Callable,
+    tx: optax.GradientTransformation,
+    weight_decay: float,
+    augment: str,
+    mesh: Mesh,
+    batched: bool,
+    loss: Loss,
+) -> Program:
+    """`fit.lane_program`, built once per recipe (every rate, every call)."""
+    return lane_program(apply, tx, weight_decay, augment, mesh, batched, loss)
+
+
 class ChainResult(NamedTuple):
     """members: S parameter trees; train_losses: (S, N); test_losses: (S, N_te)."""
 
@@ -87,7 +135,6 @@ class _StageEnds(FitHooks):
     mesh: Mesh
 
     def __post_init__(self) -> None:
-        self.init_opt = jax.jit(self.tx.init)  # one compilation, not one per leaf
         self.members: list[list[Params]] = [[] for _ in self.chains]
         self.train_losses: list[list[np.ndarray]] = [[] for _ in self.chains]
         self.test_losses: list[list[np.ndarray]] = [[] for _ in self.chains]
@@ -138,7 +185,10 @@ class _StageEnds(FitHooks):
             self.members[lane].append(params[lane])
             self.train_losses[lane].append(train)
             self.test_losses[lane].append(test)
-        opt_state = [replicate(self.init_opt(p), self.mesh) for p in params]
+        opt_state = [
+            replicate(fine_tuning_state(self.tx, p, self.recipe.ft_lr), self.mesh)
+            for p in params
+        ]
         return state._replace(
             params=self.program.pack(params), opt_state=self.program.pack(opt_state)
         )
@@ -218,11 +268,9 @@ def run_chains(
     if not chains or len(set(chains)) != len(chains):
         raise ValueError(f"chains must be distinct chain numbers, got {chains}")
     x_train, y_train = data[0], data[1]
-    tx = sgd(
-        optax.cosine_decay_schedule(recipe.ft_lr, recipe.ft_steps), recipe.momentum
-    )
+    tx = fine_tuning_optimizer(recipe.ft_steps, recipe.momentum)
     mesh = data_mesh() if mesh is None else mesh
-    program = lane_program(
+    program = _fine_tuning_program(
         model.train_forward,
         tx,
         recipe.weight_decay,
@@ -258,7 +306,10 @@ def run_chains(
         program,
         FitState(
             program.pack([start] * len(chains)),
-            program.pack([replicate(jax.jit(tx.init)(start), mesh)] * len(chains)),
+            program.pack(
+                [replicate(fine_tuning_state(tx, start, recipe.ft_lr), mesh)]
+                * len(chains)
+            ),
             0,
             program.pack([jax_key(seed, "augment", c) for c in chains]),
         ),
