@@ -45,16 +45,6 @@ def write_config(workdir: Path, **pretrain) -> None:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """One persistent JAX compilation cache for every run of this module (the jobs
-    inherit the environment), so each test's job reuses the fixture's compiled steps."""
-    with pytest.MonkeyPatch.context() as patch:
-        cache = tmp_path_factory.mktemp("jax_cache")
-        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(cache))
-        yield cache
-
-
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("bad_input") / "workflow")

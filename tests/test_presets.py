@@ -145,7 +145,8 @@ def test_mnist_pruning_preset_plans_its_grid_without_detection(tmp_path):
 
 def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
     """A real run of the mnist preset's DAG (VGG-8 with BN, crop augmentation), one
-    seed and three methods to keep it short."""
+    seed and two methods to keep it short (a CPU compiles each VGG program for
+    seconds; the relabel experiment runs in the smoke test)."""
     write_mnist(tmp_path / "mnist", n_train=64, n_test=16)
     result = run_preset(
         tmp_path,
@@ -154,8 +155,8 @@ def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
         "--cores",
         "2",
         seeds=[0],
-        methods=["gex", "randproj", "forgetting"],
-        relabel={"methods": ["gex"]},
+        methods=["gex", "forgetting"],
+        relabel={"methods": []},
         queries=8,
         figures={"gallery": 8, "examples": 2, "per_side": 2},
         ensemble={"chains": 2, "stages": 1, "ft_steps": 2, "batch_size": 16},
@@ -163,14 +164,7 @@ def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     run = "results/mnist/noise-sym0.1/vgg/sgd-e2-b32-lr0.4-wd0.0005-wu0.1-m0.9-T1-augcrop-bn2"
     summary = pd.read_csv(tmp_path / run / "summary/detection.tsv", sep="\t")
-    assert sorted(summary.method) == ["forgetting", "gex", "randproj"]
-    relabel = pd.read_csv(tmp_path / run / "summary/relabel.tsv", sep="\t")
-    assert list(relabel.setting) == [
-        "none",
-        "all predicted",
-        "gex (soft)",
-        "oracle (clean labels)",
-    ]
+    assert sorted(summary.method) == ["forgetting", "gex"]
     labels = json.loads(
         (tmp_path / "results/mnist/noise-sym0.1/labels/seed0.json").read_text()
     )
@@ -179,7 +173,8 @@ def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
     history = pd.read_csv(tmp_path / run / "seed0/pretrain/history.tsv", sep="\t")
     # BN models evaluate after re-estimating statistics: here at the (final) epoch 2
     assert np.isnan(history.test_acc[0]) and history.test_acc[1] >= 0
-    with np.load(tmp_path / run / "seed0/influence/randproj/d2/scores.npz") as scores:
+    (gex,) = (tmp_path / run / "seed0/influence/gex").glob("*/scores.npz")
+    with np.load(gex) as scores:
         assert scores["self_influence"].shape == (57,)
         assert np.isfinite(scores["self_influence"]).all()
 

@@ -181,10 +181,9 @@ def test_slurm_run_matches_a_local_run(slurm_cluster, tmp_path, monkeypatch):
     # they also run the same Python); the local run ignores both.
     for name in ("SLURM_CONF", "PATH"):
         monkeypatch.setenv(name, slurm_cluster.env[name])
-    # One persistent JAX compilation cache for both runs (each run's jobs share one
-    # anyway), so JAX code is compiled once, not once per run. A cached executable
-    # is the compiled one: results stay the same, as the comparison below checks.
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
+    # Both runs share the session's persistent JAX compilation cache (tests/conftest.py),
+    # so JAX code is compiled once, not once per run. A cached executable is the
+    # compiled one: results stay the same, as the comparison below checks.
 
     # Both runs at once: the SLURM run spends much of its time starting jobs and
     # waiting for status checks, and the local run uses the cores meanwhile.
