@@ -41,13 +41,13 @@ def smoke(tmp_path_factory):
 
 
 # Jobs downstream of the scores of one method of the smoke config (gex or randproj),
-# for 2 seeds: scoring, detection, relabel, 2 pruning fractions, label issues (table
+# for 2 seeds: scoring, detection, relabel, 1 pruning fraction, label issues (table
 # and gallery, and the table over seeds), examples.
 ONE_METHOD_DOWNSTREAM = {
     "influence": 2,
     "detect": 2,
     "relabel": 2,
-    "prune": 4,
+    "prune": 2,
     "label_issues": 2,
     "summarize_label_issues": 1,
     "examples": 2,
@@ -58,7 +58,7 @@ EVERY_SCORE_DOWNSTREAM = {
     "detect": 4,
     "relabel": 4,
     "relabel_baseline": 4,
-    "prune": 12,
+    "prune": 6,
     "label_issues": 4,
     "summarize_label_issues": 2,
     "examples": 4,
@@ -150,7 +150,7 @@ def test_outputs_exist_and_hold_sane_numbers(smoke):
     }
     jobs = rules.set_index("rule").jobs
     assert (jobs.ensemble_chains, jobs.relabel, jobs.relabel_baseline) == (2, 4, 4)
-    assert jobs.prune == 3 * 2 * 2  # gex, randproj, random x 2 seeds x 2 fractions
+    assert jobs.prune == 3 * 2  # gex, randproj, random x 2 seeds x 1 fraction
 
 
 def test_relabel_prune_and_figures_of_the_smoke_run(smoke):
@@ -184,8 +184,8 @@ def test_relabel_prune_and_figures_of_the_smoke_run(smoke):
                 assert (run / method / figure).stat().st_size > 10_000
     prune = pd.read_csv(workdir / SUMMARY / "prune.tsv", sep="\t")
     assert set(prune.method) == {"gex", "randproj", "random"}
-    assert sorted(prune.fraction.unique()) == [0.0, 0.25, 0.5]
-    assert len(prune) == 3 * 2 * 3
+    assert sorted(prune.fraction.unique()) == [0.0, 0.25]
+    assert len(prune) == 3 * 2 * 2
     agreement = pd.read_csv(workdir / SUMMARY / "rank_agreement.tsv", sep="\t")
     matrix = agreement.set_index("method")
     np.testing.assert_allclose(np.diag(matrix), 1.0)
