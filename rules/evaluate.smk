@@ -1,39 +1,58 @@
 # Mislabel detection per method and seed, then tables and plots over seeds.
 
 
-rule detect:
-    input:
-        scores=paths.pattern("scores"),
-        labels=paths.pattern("labels"),
-    output:
-        metrics=paths.pattern("detection"),
-        histogram=report(
-            paths.pattern("histogram"),
-            caption="../report/histogram.rst",
-            category="Detection per seed",
-            subcategory="{method}",
-            labels={"method": "{method}", "seed": "{seed}", "figure": "histogram"},
-        ),
-        curves=report(
-            paths.pattern("curves"),
-            caption="../report/curves.rst",
-            category="Detection per seed",
-            subcategory="{method}",
-            labels={"method": "{method}", "seed": "{seed}", "figure": "ROC and PR"},
-        ),
-    log:
-        paths.log("detection"),
-    benchmark:
-        paths.benchmark("detection")
-    # metrics and two small plots in seconds: a cluster job would mostly wait
-    localrule: True
-    conda:
-        "../envs/gex.yaml"
-    threads: 1
-    params:
-        code=code("detect.py"),
-    script:
-        "../workflow_scripts/detect.py"
+# With a noise mask: detection against it, and the label-issue table and gallery
+# (rules/experiments.smk's label_issues writes those two without one), in one job.
+if paths.has_noise(config):
+
+    rule detect:
+        input:
+            scores=paths.pattern("scores"),
+            labels=paths.pattern("labels"),
+            data=paths.pattern("data"),
+            predictions=paths.pattern("predictions"),
+        output:
+            metrics=paths.pattern("detection"),
+            histogram=report(
+                paths.pattern("histogram"),
+                caption="../report/histogram.rst",
+                category="Detection per seed",
+                subcategory="{method}",
+                labels={"method": "{method}", "seed": "{seed}", "figure": "histogram"},
+            ),
+            curves=report(
+                paths.pattern("curves"),
+                caption="../report/curves.rst",
+                category="Detection per seed",
+                subcategory="{method}",
+                labels={
+                    "method": "{method}",
+                    "seed": "{seed}",
+                    "figure": "ROC and PR",
+                },
+            ),
+            table=paths.pattern("label_issues"),
+            figure=report(
+                paths.pattern("gallery"),
+                caption="../report/gallery.rst",
+                category="Label issues",
+                subcategory="{method}",
+                labels={"method": "{method}", "seed": "{seed}", "figure": "gallery"},
+            ),
+        log:
+            paths.log("detection"),
+        benchmark:
+            paths.benchmark("detection")
+        # metrics and three small plots in seconds: a cluster job would mostly wait
+        localrule: True
+        conda:
+            "../envs/gex.yaml"
+        threads: 1
+        params:
+            images=config["figures"]["gallery"],
+            code=code("detect.py"),
+        script:
+            "../workflow_scripts/detect.py"
 
 
 rule summarize_detection:

@@ -14,3 +14,28 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _SESSION_CACHE = tempfile.mkdtemp(prefix="gex-tests-jax-cache-")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _SESSION_CACHE)
 atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
+
+
+# The files that run real workflows, longest first: pytest-xdist hands whole files to
+# workers in collection order, so the longest start first and the short files fill in
+# around them (a long file handed out last would run alone at the end).
+LONGEST_FIRST = (
+    "test_workflow.py",
+    "test_slurm.py",
+    "test_bad_input_workflow.py",
+    "test_presets.py",
+    "test_benchmarks.py",
+    "test_label_issues.py",
+    "test_devices.py",
+    "test_kill_resume.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item):
+        name = item.path.name
+        return (
+            LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        )
+
+    items.sort(key=rank)  # stable: each file's tests keep their order

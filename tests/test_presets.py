@@ -103,11 +103,11 @@ def test_cifar10_preset_plans_the_full_grid_on_tiny_binary_files(tmp_path):
         "pretrain": seeds,
         "ensemble_chains": seeds * 8,
         "influence": seeds * methods,
+        # with a noise mask, detect also writes the label-issue table and gallery
         "detect": seeds * methods,
         "relabel": seeds * methods,
         "relabel_baseline": seeds * 2,
         "predictions": seeds,
-        "label_issues": seeds * methods,
         "summarize_label_issues": methods,
         "examples": seeds * with_kernel,
         "summarize_detection": 1,

@@ -41,14 +41,13 @@ def smoke(tmp_path_factory):
 
 
 # Jobs downstream of the scores of one method of the smoke config (gex or randproj),
-# for 2 seeds: scoring, detection, relabel, 1 pruning fraction, label issues (table
-# and gallery, and the table over seeds), examples.
+# for 2 seeds: scoring, detection (which also writes the label-issue table and
+# gallery), relabel, 1 pruning fraction, the label-issue table over seeds, examples.
 ONE_METHOD_DOWNSTREAM = {
     "influence": 2,
     "detect": 2,
     "relabel": 2,
     "prune": 2,
-    "label_issues": 2,
     "summarize_label_issues": 1,
     "examples": 2,
 }
@@ -59,7 +58,6 @@ EVERY_SCORE_DOWNSTREAM = {
     "relabel": 4,
     "relabel_baseline": 4,
     "prune": 6,
-    "label_issues": 4,
     "summarize_label_issues": 2,
     "examples": 4,
 }

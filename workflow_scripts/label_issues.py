@@ -1,10 +1,11 @@
-"""One method and seed: the label-issue table and the gallery of its top images."""
+"""One method and seed: the label-issue table and the gallery of its top images, without
+a noise mask (with one, detect.py writes them)."""
 
 from gex_core.workflow.jobenv import begin_job
 
 job = begin_job(snakemake, uses_jax=False)
 
-from gex_core.workflow.stages.label_issues import run_label_issues  # noqa: E402
+from gex_core.workflow.stages.label_issues import gallery_title, run_label_issues  # noqa: E402
 
 table = run_label_issues(
     data_path=snakemake.input.data,
@@ -13,8 +14,7 @@ table = run_label_issues(
     predictions_path=snakemake.input.predictions,
     graded=snakemake.params.graded,
     count=snakemake.params.images,
-    title=f"{snakemake.wildcards.method}, seed {snakemake.wildcards.seed}: "
-    "highest self-influence, given \u2192 suggested label",
+    title=gallery_title(snakemake.wildcards.method, snakemake.wildcards.seed),
     table_path=snakemake.output.table,
     gallery_path=snakemake.output.figure,
 )

@@ -40,6 +40,13 @@ def seed_issue_table(
     return label_issue_table(scores, labels["noisy"], probs, true=true), probs
 
 
+def gallery_title(method: str, seed: int | str) -> str:
+    """The title of a method's and seed's gallery."""
+    return (
+        f"{method}, seed {seed}: highest self-influence, given \u2192 suggested label"
+    )
+
+
 def run_label_issues(
     *,
     data_path: str,
