@@ -423,8 +423,9 @@ def test_sharded_scoring_reproduces_the_smoke_scores(smoke, tmp_path):
 
 def test_runs_are_bitwise_identical_on_4_cores_and_on_1(smoke, tmp_path):
     """Two clean runs of the smoke config, one with up to 4 jobs at once and one with
-    one job at a time (each with its own compilation cache), agree bit for bit on every
-    checkpoint, score, metric, table and figure; only wall-clock measurements differ."""
+    one job at a time, agree bit for bit on every checkpoint, score, metric, table and
+    figure; only wall-clock measurements differ. Both use the session's compilation
+    cache (tests/conftest.py): the second runs what the first compiled and cached."""
     workflow, first = smoke
     second = tmp_path / "run"
     second.mkdir()
