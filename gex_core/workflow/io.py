@@ -170,8 +170,12 @@ def write_table(path: str | os.PathLike, frame) -> None:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
-def save_figure(path: str | os.PathLike, fig) -> None:
-    """Save a matplotlib figure byte-stably (no software/date metadata) and close it."""
+def save_figure(path: str | os.PathLike, fig, trim: bool = True) -> None:
+    """Save a matplotlib figure byte-stably (no software/date metadata) and close it.
+
+    trim: crop to the drawn artists (legends placed outside the axes included), which
+    draws the figure twice; False saves the figure as laid out, for figures whose
+    layout keeps everything inside (the per-seed figures, made by the hundred)."""
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
@@ -179,7 +183,7 @@ def save_figure(path: str | os.PathLike, fig) -> None:
             tmp,
             format=Path(path).suffix.lstrip("."),
             dpi=120,
-            bbox_inches="tight",
+            bbox_inches="tight" if trim else None,
             metadata={"Software": None},
         )
     plt.close(fig)

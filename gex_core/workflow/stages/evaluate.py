@@ -31,8 +31,10 @@ def run_detection(
     if members is not None:
         metrics["members_kept"], metrics["members"] = members
     heading = f"{title}\nAUC {metrics['auc']:.3f}  AP {metrics['ap']:.3f}"
-    save_figure(outputs["histogram"], score_histograms(scores, mask, heading))
-    save_figure(outputs["curves"], detection_curves(scores, mask, heading))
+    save_figure(
+        outputs["histogram"], score_histograms(scores, mask, heading), trim=False
+    )
+    save_figure(outputs["curves"], detection_curves(scores, mask, heading), trim=False)
     write_json(outputs["metrics"], metrics)
     return metrics
 

@@ -55,4 +55,4 @@ def run_examples(
         title,
         class_names=data.class_names,
     )
-    save_figure(output, figure)
+    save_figure(output, figure, trim=False)

@@ -76,7 +76,7 @@ def run_label_issues(
     )
     named = with_names(table, data.class_names, data.train_files)
     write_table(table_path, named)
-    save_figure(gallery_path, figure)
+    save_figure(gallery_path, figure, trim=False)
     return named
 
 
