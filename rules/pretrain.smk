@@ -1,5 +1,5 @@
-# Pretraining: final model, trajectory checkpoints, per-sample record, history, plot;
-# then the model's class probabilities on the training images.
+# Pretraining: final model, trajectory checkpoints, per-sample record, the model's class
+# probabilities on the training images, history, plot.
 
 
 rule pretrain:
@@ -11,6 +11,7 @@ rule pretrain:
         trajectory=paths.pattern("trajectory"),
         record=paths.pattern("record"),
         losses=paths.pattern("pretrained_losses"),
+        predictions=paths.pattern("predictions"),
         history=paths.pattern("history"),
         curve=report(
             paths.pattern("learning_curve"),
@@ -35,27 +36,3 @@ rule pretrain:
     script:
         "../workflow_scripts/pretrain.py"
 
-
-rule predictions:
-    input:
-        data=paths.pattern("data"),
-        labels=paths.pattern("labels"),
-        model=paths.pattern("model"),
-    output:
-        predictions=paths.pattern("predictions"),
-    log:
-        paths.log("predictions"),
-    benchmark:
-        paths.benchmark("predictions")
-    conda:
-        "../envs/gex.yaml"
-    threads: 1
-    resources:
-        gpu=GPU,
-    params:
-        model=config["model"],
-        recipe=config["pretrain"],
-        eval_batch_size=config["eval_batch_size"],
-        code=code("predictions.py"),
-    script:
-        "../workflow_scripts/predictions.py"

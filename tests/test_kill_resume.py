@@ -94,5 +94,5 @@ def test_killed_chain_resumes_and_ends_bitwise_as_an_uninterrupted_run(tmp_path)
     assert step <= int(resumed.group(1)) < 2 * STEPS
     # pretraining had finished before the kill: only the chain ran again
     assert "rule pretrain:" not in result.stdout + result.stderr
-    assert assert_same_results(reference, killed) == 22  # 11 artifacts + records
+    assert assert_same_results(reference, killed) == 24  # 12 artifacts + records
     assert not (killed / "resume").exists()

@@ -270,7 +270,6 @@ def test_changing_the_noise_ratio_reruns_everything_downstream_of_labels(smoke):
     assert jobs == {
         "labels": 2,
         "pretrain": 2,
-        "predictions": 2,
         "ensemble_chains": 2,
         **EVERY_SCORE_DOWNSTREAM,
         **AGGREGATES,
@@ -303,7 +302,6 @@ def append(text: str):
             "training/fit.py",
             {
                 "pretrain": 2,
-                "predictions": 2,
                 "ensemble_chains": 2,
                 **EVERY_SCORE_DOWNSTREAM,
             },

@@ -21,9 +21,10 @@ def pretrained_probabilities(inputs: MethodInputs) -> np.ndarray:
     return softmax(logits)
 
 
-def run_predictions(*, inputs: MethodInputs, output: str) -> np.ndarray:
+def write_predictions(path: str, train_logits: np.ndarray) -> np.ndarray:
     """Write the pretrained model's training-set probabilities, float64 (N, C), as
-    `train` of the .npz at output."""
-    probs = np.asarray(pretrained_probabilities(inputs), np.float64)
-    write_npz(output, train=probs)
+    `train` of the .npz at path (the pretraining job, from its final evaluation's
+    logits (N, C))."""
+    probs = np.asarray(softmax(train_logits), np.float64)
+    write_npz(path, train=probs)
     return probs

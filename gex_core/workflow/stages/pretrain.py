@@ -1,4 +1,5 @@
-"""Pretraining stage: noisy labels in; model, trajectory, record, losses, history out."""
+"""Pretraining stage: noisy labels in; model, trajectory, record, losses, the training
+set's predicted probabilities, history out."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from gex_core.workflow.checkpoints import save_params
 from gex_core.workflow.costs import timed_forward_pass
 from gex_core.workflow.io import save_figure, write_npz, write_table
 from gex_core.workflow.resume import NO_RESUME, Resume
+from gex_core.workflow.stages.predictions import write_predictions
 
 
 def run_pretraining(
@@ -33,7 +35,8 @@ def run_pretraining(
     outputs: Mapping[str, str],
     resume: Resume = NO_RESUME,
 ) -> None:
-    """outputs: model, trajectory, record, losses, history, curve (file paths)."""
+    """outputs: model, trajectory, record, losses, predictions, history, curve (file
+    paths)."""
     data = read_noisy_dataset(data_path, labels_path)
     noisy = data.y_train
     print(f"local devices: {describe(data_mesh())} (data-parallel)")
@@ -53,7 +56,7 @@ def run_pretraining(
     model, result = trained.model, trained.result
     print(f"{model_name}: {num_params(result.params)} parameters")
     eval_fn = make_eval_fn(model.apply)
-    train_loss, _ = evaluate(
+    train_loss, train_logits = evaluate(
         eval_fn, result.params, data.x_train, noisy, eval_batch_size
     )
     test_loss, _ = evaluate(
@@ -78,6 +81,8 @@ def run_pretraining(
         test=test_loss,
         forward_pass_seconds=np.array(forward_s),
     )
+    # the label-issue tables' suggestions and the relabel experiment's targets
+    write_predictions(outputs["predictions"], train_logits)
     history = pd.DataFrame(result.history)
     write_table(outputs["history"], history)
     title = f"{model_name}, seed {seed}"
