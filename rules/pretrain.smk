@@ -35,4 +35,3 @@ rule pretrain:
         code=code("pretrain.py"),
     script:
         "../workflow_scripts/pretrain.py"
-
