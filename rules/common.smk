@@ -169,6 +169,26 @@ def detection_files(wildcards):
     return paths.per_method(config, "detection", config["methods"])
 
 
+# One method's and seed's label-issue table and gallery, and what they are made from:
+# written by the detect rule with a noise mask, by the label_issues rule without one.
+LABEL_ISSUE_INPUTS = dict(
+    data=paths.pattern("data"),
+    labels=paths.pattern("labels"),
+    scores=paths.pattern("scores"),
+    predictions=paths.pattern("predictions"),
+)
+LABEL_ISSUE_OUTPUTS = dict(
+    table=paths.pattern("label_issues"),
+    figure=report(
+        paths.pattern("gallery"),
+        caption="../report/gallery.rst",
+        category="Label issues",
+        subcategory="{method}",
+        labels={"method": "{method}", "seed": "{seed}", "figure": "gallery"},
+    ),
+)
+
+
 # Sharded scoring (shard_size): which methods, and how many shards.
 SHARDED = paths.sharded_methods(config)
 UNSHARDED = [m for m in METHOD_HPARAMS if m not in SHARDED]

@@ -7,11 +7,9 @@ if paths.has_noise(config):
 
     rule detect:
         input:
-            scores=paths.pattern("scores"),
-            labels=paths.pattern("labels"),
-            data=paths.pattern("data"),
-            predictions=paths.pattern("predictions"),
+            **LABEL_ISSUE_INPUTS,
         output:
+            **LABEL_ISSUE_OUTPUTS,
             metrics=paths.pattern("detection"),
             histogram=report(
                 paths.pattern("histogram"),
@@ -30,14 +28,6 @@ if paths.has_noise(config):
                     "seed": "{seed}",
                     "figure": "ROC and PR",
                 },
-            ),
-            table=paths.pattern("label_issues"),
-            figure=report(
-                paths.pattern("gallery"),
-                caption="../report/gallery.rst",
-                category="Label issues",
-                subcategory="{method}",
-                labels={"method": "{method}", "seed": "{seed}", "figure": "gallery"},
             ),
         log:
             paths.log("detection"),

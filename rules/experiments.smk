@@ -87,19 +87,9 @@ if not paths.has_noise(config):
 
     rule label_issues:
         input:
-            data=paths.pattern("data"),
-            labels=paths.pattern("labels"),
-            scores=paths.pattern("scores"),
-            predictions=paths.pattern("predictions"),
+            **LABEL_ISSUE_INPUTS,
         output:
-            table=paths.pattern("label_issues"),
-            figure=report(
-                paths.pattern("gallery"),
-                caption="../report/gallery.rst",
-                category="Label issues",
-                subcategory="{method}",
-                labels={"method": "{method}", "seed": "{seed}", "figure": "gallery"},
-            ),
+            **LABEL_ISSUE_OUTPUTS,
         log:
             paths.log("label_issues"),
         localrule: True
