@@ -150,11 +150,16 @@ def result(name, **values):
     return file
 
 
-def calibration_input(wildcards):
-    """The chains' calibration record when ensemble.ft_lr is auto (else nothing)."""
-    if config["ensemble"]["ft_lr"] != "auto":
-        return []
-    return result("calibration")(wildcards)
+def calibration_input(name):
+    """Input function: the calibration's file `name` (its record, its pilots) when
+    ensemble.ft_lr is auto (else nothing)."""
+
+    def file(wildcards):
+        if config["ensemble"]["ft_lr"] != "auto":
+            return []
+        return result(name)(wildcards)
+
+    return file
 
 
 def chain_files(wildcards):

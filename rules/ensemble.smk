@@ -9,6 +9,7 @@ rule calibrate:
     output:
         record=paths.pattern("calibration"),
         plot=paths.pattern("calibration_plot"),
+        pilots=paths.pattern("pilot_members"),
     log:
         paths.log("calibration"),
     benchmark:
@@ -34,7 +35,8 @@ rule ensemble_chains:
         data=paths.pattern("data"),
         labels=paths.pattern("labels"),
         model=paths.pattern("model"),
-        calibration=calibration_input,
+        calibration=calibration_input("calibration"),
+        pilots=calibration_input("pilot_members"),
     output:
         losses=paths.pattern("chain_losses"),
         members=paths.pattern("chain_members"),

@@ -10,7 +10,7 @@ import pytest
 from gex_core.influence import calibration
 from gex_core.influence.calibration import (
     PilotStatistics,
-    calibrate_ft_lr,
+    calibrate_with_pilots,
     choose_ft_lr,
     geometric_midpoint,
     pilot_statistics,
@@ -29,7 +29,7 @@ FORBIDDEN = ("mask", "clean", "noise", "noisy_mask", "true")
 @pytest.mark.parametrize(
     "function",
     [
-        calibrate_ft_lr,
+        calibrate_with_pilots,
         choose_ft_lr,
         pilot_statistics,
         refinement_bracket,
@@ -103,7 +103,7 @@ def test_calibration_runs_pilots_and_refuses_a_diverging_rate():
         eval_batch_size=32,
         log=lambda _: None,
     ).params
-    record = calibrate_ft_lr(
+    record = calibrate_with_pilots(
         model,
         params,
         x,
@@ -122,7 +122,7 @@ def test_calibration_runs_pilots_and_refuses_a_diverging_rate():
             momentum=0.9,
         ),
         eval_batch_size=32,
-    )
+    ).record
     assert record["ft_lr"] == 0.01 and record["valid"]
     assert [row["lr"] for row in record["grid"]] == [0.01, 1e12]  # ascending
     assert record["grid"][1]["finite"] is False
@@ -221,8 +221,10 @@ def test_refinement_bisects_below_the_rate_another_chain_failed():
 
 def test_the_workflow_record_shows_every_chain_pilot(tmp_path):
     """A real calibration over two chains: chain 1's pilot at the chosen rate is chain
-    1's first member (the same draws), recorded under chain_pilots."""
-    from gex_core.influence.ensemble import run_chain
+    1's first member (the same draws), recorded under chain_pilots; the pilots kept
+    are bitwise the chains' first members, and chains started from them end bitwise
+    as chains run from the pretrained model."""
+    from gex_core.influence.ensemble import first_members_for, run_chain, run_chains
 
     model = tiny_mlp()
     x, y = tiny_data(60)
@@ -235,14 +237,16 @@ def test_the_workflow_record_shows_every_chain_pilot(tmp_path):
         stages=1, ft_lr=math.nan, ft_steps=4, batch_size=20, weight_decay=5e-4,
         momentum=0.9,
     )  # fmt: skip
-    record = calibrate_ft_lr(
-        model, params, x, y, x[:20], y[:20], grid=[0.01], tolerance=1.0, seed=3,
-        chains=(0, 1), recipe=recipe, eval_batch_size=32,
+    record, pilots = calibrate_with_pilots(
+        model, params, x, y, x[:20], y[:20], grid=[0.005, 0.01], tolerance=1.0,
+        seed=3, chains=(0, 1), recipe=recipe, eval_batch_size=32,
     )  # fmt: skip
     assert record["pilot_chains"] == [0, 1] and record["ft_lr"] == 0.01
-    assert [row["chain"] for row in record["grid"]] == [0]
+    assert [row["chain"] for row in record["grid"]] == [0, 0]
     [other] = record["chain_pilots"]
     assert (other["chain"], other["lr"]) == (1, 0.01)
+    # only the chosen rate's pilots are kept, one per chain
+    assert record["first_members"] == [0, 1] and sorted(pilots) == [0, 1]
     member = run_chain(
         model, params, (x, y, x[:20], y[:20]), recipe._replace(ft_lr=0.01), seed=3,
         chain=1, eval_batch_size=32, log=lambda _: None,
@@ -251,6 +255,26 @@ def test_the_workflow_record_shows_every_chain_pilot(tmp_path):
     assert other["heldout_accuracy"] == pytest.approx(
         np.mean(logits.argmax(1) == y[:20])
     )
+    same = jax.tree_util.tree_map(np.array_equal, pilots[1], member)
+    assert all(jax.tree_util.tree_leaves(same))
+
+    chains = recipe._replace(ft_lr=0.01, stages=3)
+    data = (x, y, x[40:], y[40:])
+    options = dict(seed=3, chains=[0, 1], eval_batch_size=32, log=lambda _: None)
+    scratch = run_chains(model, params, data, chains, **options)
+    assert first_members_for([0, 1, 2], pilots) is None  # chain 2 has no pilot
+    reused = run_chains(
+        model, params, data, chains, **options,
+        first_members=first_members_for([0, 1], pilots),
+    )  # fmt: skip
+    for a, b in zip(scratch, reused, strict=True):
+        assert np.array_equal(a.train_losses, b.train_losses)
+        assert np.array_equal(a.test_losses, b.test_losses)
+        for m, n in zip(a.members, b.members, strict=True):
+            same = jax.tree_util.tree_map(np.array_equal, m, n)
+            assert all(jax.tree_util.tree_leaves(same))
+    with pytest.raises(ValueError, match="1 first members given for 2 chains"):
+        run_chains(model, params, data, chains, **options, first_members=[member])
 
 
 def test_auto_tolerance_is_two_agresti_coull_standard_errors():
@@ -273,11 +297,11 @@ def test_calibration_and_member_check_never_read_the_test_split(tmp_path):
     and wrong labels; the functions' signatures take no test split or noise mask."""
     import inspect
 
-    from gex_core.api.ensemble import calibrate_ft_lr as api_calibrate
+    from gex_core.api.ensemble import calibrate_with_pilots as api_calibrate
     from gex_core.data.datasets import load_digits, with_validation
     from gex_core.influence.members import collapsed_members
     from gex_core.workflow.artifacts import save_dataset
-    from gex_core.workflow.checkpoints import save_params
+    from gex_core.workflow.checkpoints import load_params_list, save_params
     from gex_core.workflow.io import read_npz, write_npz
     from gex_core.workflow.stages.calibration import run_calibration
     from gex_core.workflow.stages.ensemble import run_ensemble_chains
@@ -321,11 +345,11 @@ def test_calibration_and_member_check_never_read_the_test_split(tmp_path):
             "refine": 0,
             "pilot_chains": "all",
         },
-        "stages": 1,
+        "stages": 2,
         "ft_steps": 4,
         "batch_size": 32,
         "augment": "none",
-        "ft_lr": 0.05,
+        "ft_lr": "auto",
         "member_check": "drop",
     }
     pretrain_recipe = {"weight_decay": 5e-4, "momentum": 0.9, "bn_batches": 2}
@@ -353,6 +377,7 @@ def test_calibration_and_member_check_never_read_the_test_split(tmp_path):
             outputs={
                 "record": str(folder / "calibration.json"),
                 "plot": str(folder / "calibration.png"),
+                "pilots": str(folder / "pilots.msgpack"),
             },
         )
         run_ensemble_chains(
@@ -362,6 +387,8 @@ def test_calibration_and_member_check_never_read_the_test_split(tmp_path):
                 "losses": str(folder / "chains.npz"),
                 "members": str(folder / "chains.msgpack"),
             },
+            calibration_path=str(folder / "calibration.json"),
+            pilots_path=str(folder / "pilots.msgpack"),
         )
         chains = read_npz(folder / "chains.npz", ("val_accuracy", "kept"))
         results.append((record, chains))
@@ -372,3 +399,10 @@ def test_calibration_and_member_check_never_read_the_test_split(tmp_path):
     assert real["tolerance"] == pytest.approx(2 * real["standard_error"])
     for key in ("val_accuracy", "kept"):
         np.testing.assert_array_equal(real_chains[key], other_chains[key])
+    # the chains started from the pilots: each chain's first member is its pilot
+    assert real["first_members"] == [0, 1]
+    pilots = load_params_list(tmp_path / "real" / "pilots.msgpack", params)
+    members = load_params_list(tmp_path / "real" / "chains.msgpack", params)
+    for pilot, member in zip(pilots, members[::2], strict=True):
+        same = jax.tree_util.tree_map(np.array_equal, pilot, member)
+        assert all(jax.tree_util.tree_leaves(same))

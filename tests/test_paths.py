@@ -224,7 +224,11 @@ def test_the_librarys_defaults_are_the_workflows():
     (workflow) and as keyword defaults of the library and API: they must agree."""
     import inspect
 
-    from gex_core.api.ensemble import DEFAULT_GRID, calibrate_ft_lr, fine_tuning_recipe
+    from gex_core.api.ensemble import (
+        DEFAULT_GRID,
+        calibrate_with_pilots,
+        fine_tuning_recipe,
+    )
     from gex_core.influence.problem import Problem
     from gex_core.training.recipes import DEFAULT_TRAINING
     from gex_core.workflow.config import validate_config
@@ -245,7 +249,7 @@ def test_the_librarys_defaults_are_the_workflows():
         pre["bn_batches"],
     )
     assert list(DEFAULT_GRID) == ens["calibration"]["grid"]
-    calibrate = inspect.signature(calibrate_ft_lr).parameters
+    calibrate = inspect.signature(calibrate_with_pilots).parameters
     assert calibrate["tolerance"].default == ens["calibration"]["tolerance"]
     assert calibrate["refine"].default == ens["calibration"]["refine"]
     problem = inspect.signature(Problem).parameters

@@ -19,6 +19,7 @@ run_ensemble_chains(
     eval_batch_size=snakemake.params.eval_batch_size,
     outputs=dict(snakemake.output.items()),
     calibration_path=snakemake.input.calibration or None,
+    pilots_path=snakemake.input.pilots or None,
     # how, not what: changing it reruns nothing (float rounding only)
     batched=bool(snakemake.config["ensemble"]["batched"]),
     resume=job.resume,

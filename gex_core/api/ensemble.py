@@ -3,14 +3,15 @@ run the chains, return the members and their per-sample losses."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from gex_core.api.models import as_model
-from gex_core.influence.calibration import calibrate_ft_lr as calibrate
-from gex_core.influence.ensemble import FineTuning, run_chains
+from gex_core.influence.calibration import Calibration
+from gex_core.influence.calibration import calibrate_with_pilots as calibrate
+from gex_core.influence.ensemble import FineTuning, first_members_for, run_chains
 from gex_core.influence.members import check_kept, checkable, collapsed_members
 from gex_core.training.hooks import NO_CHECKPOINTS, Checkpointer, Log, no_log
 from gex_core.training.losses import Loss, get_loss
@@ -83,7 +84,7 @@ def fine_tuning_recipe(
     )
 
 
-def calibrate_ft_lr(
+def calibrate_with_pilots(
     model: Model | Callable,
     params: Params,
     x_train: np.ndarray,
@@ -99,14 +100,15 @@ def calibrate_ft_lr(
     seed: int = 0,
     eval_batch_size: int = 512,
     **recipe: Any,
-) -> dict[str, Any]:
+) -> Calibration:
     """The fine-tuning rate of ft_lr="auto": one pilot stage per grid rate from the
     trained model; the largest rate whose pilot keeps held-out accuracy within
     `tolerance` of the trained model's ("auto": two standard errors of that accuracy
     on (x_val, y_val); `gex_core.influence.calibration`), checked on the first stage
     of every chain of `chains` (a count K: chains 0..K-1; fit_geometric_ensemble
     passes its own). recipe: the knobs of `fine_tuning_recipe`. Returns the
-    calibration record (JSON-able), its chosen rate under "ft_lr". Reads the given
+    calibration record (JSON-able), its chosen rate under "ft_lr", and the pilots at
+    that rate, which are the chains' first members (`Calibration`). Reads the given
     training labels and the held-out set, nothing else."""
     return calibrate(
         as_model(model),
@@ -124,6 +126,22 @@ def calibrate_ft_lr(
         eval_batch_size=int(eval_batch_size),
         loss=get_loss(loss),
     )
+
+
+def calibrate_ft_lr(
+    model: Model | Callable,
+    params: Params,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    **options: Any,
+) -> dict[str, Any]:
+    """`calibrate_with_pilots`' record alone: the chosen rate under "ft_lr" (options:
+    calibrate_with_pilots' keywords)."""
+    return calibrate_with_pilots(
+        model, params, x_train, y_train, x_val, y_val, **options
+    ).record
 
 
 def piloted(chains: Sequence[int], pilot_chains: int | str) -> tuple[int, ...]:
@@ -158,6 +176,7 @@ def fit_geometric_ensemble(
     batched: bool = False,
     log: Log = no_log,
     checkpointer: Checkpointer = NO_CHECKPOINTS,
+    pilots: Mapping[int, Params] | None = None,
     **recipe: Any,
 ) -> GeometricEnsemble:
     """GEX's geometric ensemble of a trained model (params) on (x_train, y_train).
@@ -174,7 +193,9 @@ def fit_geometric_ensemble(
     a member nearer chance than the trained model (`collapsed_members`) is marked not
     kept (member_check="drop") or fails the call ("fail"). Held-out losses are
     measured on (x_test, y_test), default the validation data (itself defaulting to the
-    training data).
+    training data). pilots: with a given ft_lr, the calibration's pilots at that rate
+    (`calibrate_with_pilots`' first_members, chain -> member): the chains' first
+    members, so chains start from them (the same members, 1/stages less fine-tuning).
     """
     if member_check not in ("drop", "fail"):
         raise ValueError(f'member_check must be "drop" or "fail", got {member_check!r}')
@@ -191,9 +212,9 @@ def fit_geometric_ensemble(
     if x_test is None:
         x_test, y_test = x_val, y_val
     chain_ids = tuple(range(chains) if isinstance(chains, int) else chains)
-    record = None
+    record, pilots = None, dict(pilots or {})
     if ft_lr == "auto":
-        record = calibrate_ft_lr(
+        record, pilots = calibrate_with_pilots(
             model,
             params,
             x_train,
@@ -224,6 +245,7 @@ def fit_geometric_ensemble(
         loss=loss,
         log=log,
         checkpointer=checkpointer,
+        first_members=first_members_for(chain_ids, pilots),
     )
     members = [member for result in results for member in result.members]
     accuracy, kept = check_members(

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from gex_core.influence.ensemble import FineTuning, run_chain
@@ -173,7 +174,17 @@ def search_ft_lr(
     return sorted(statistics, key=lambda s: (s.lr, s.chain))
 
 
-def calibrate_ft_lr(
+class Calibration(NamedTuple):
+    """record: the JSON-able record of the search (`calibrate_with_pilots`);
+    first_members: chain -> its pilot at the chosen
+    rate (on the host), which is bitwise that chain's first member at this rate: the
+    chains start from them (`ensemble.first_members_for`)."""
+
+    record: dict[str, Any]
+    first_members: dict[int, Params]
+
+
+def calibrate_with_pilots(
     model: Model,
     pretrained: Params,
     x_train: np.ndarray,
@@ -189,17 +200,19 @@ def calibrate_ft_lr(
     recipe: FineTuning,
     eval_batch_size: int,
     loss: Loss = SOFTMAX_CROSS_ENTROPY,
-) -> dict[str, Any]:
+) -> Calibration:
     """Run one pilot stage per grid rate on chains[0], then up to `refine` bisecting
     pilots, then the other chains' first stages at the best rates (`search_ft_lr`),
     and choose the fine-tuning learning rate.
 
-    Returns {"ft_lr": chosen, "valid": bool, "pretrained_heldout_accuracy": float,
+    Returns the record and the pilots at the chosen rate (`Calibration`). The record:
+    {"ft_lr": chosen, "valid": bool, "pretrained_heldout_accuracy": float,
     "heldout_size": int, "standard_error": float, "tolerance": float, "refine": int,
     "pilot_chains": [chain, ...], "grid": [{lr, escape, heldout_accuracy,
     loss_increase, finite, chain, refined}, ...] by rate (chains[0]'s pilots),
-    "chain_pilots": [the same, for the other chains' pilots]} (JSON-able; refined: a
-    bisecting pilot's rate, not one of the grid's).
+    "chain_pilots": [the same, for the other chains' pilots], "first_members": the
+    chains with a pilot at the chosen rate} (JSON-able; refined: a bisecting pilot's
+    rate, not one of the grid's).
     x_train (N, H, W, C) with the given labels (N,); the held-out set (a validation
     split) likewise. tolerance: the accuracy a pilot may lose, or "auto": two standard
     errors of the pretrained accuracy on this held-out set (`accuracy_tolerance`).
@@ -222,7 +235,22 @@ def calibrate_ft_lr(
     elif isinstance(tolerance, str):
         raise ValueError(f'tolerance must be a number or "auto", got {tolerance!r}')
 
+    # finite pilots' members, kept on the host while their rate may still be chosen
+    members: dict[tuple[float, int], Params] = {}
+    statistics: list[PilotStatistics] = []
+
     def pilot(lr: float, chain: int) -> PilotStatistics:
+        stats, member = run_pilot(lr, chain)
+        statistics.append(stats)
+        if member is not None:
+            members[lr, chain] = jax.device_get(member)
+        best, valid = choose_ft_lr(statistics, baseline, tolerance, chains)
+        for key in [k for k in members if valid and k[0] < best]:
+            del members[key]
+        return stats
+
+    def run_pilot(lr: float, chain: int) -> tuple[PilotStatistics, Params | None]:
+        """The pilot's statistics and member (None where it diverged)."""
         try:
             member = run_chain(
                 model,
@@ -236,14 +264,14 @@ def calibrate_ft_lr(
                 log=no_log,
             ).members[0]
         except FloatingPointError:  # diverged: not a usable rate
-            return PilotStatistics(lr, np.nan, np.nan, np.nan, False, chain)
+            return PilotStatistics(lr, np.nan, np.nan, np.nan, False, chain), None
         train_losses, train_logits = evaluate(
             eval_fn, member, x_train, given_labels, eval_batch_size
         )
         _, member_heldout = evaluate(
             eval_fn, member, x_heldout, heldout_labels, eval_batch_size
         )
-        return pilot_statistics(
+        stats = pilot_statistics(
             lr,
             train_logits,
             given_labels,
@@ -252,6 +280,7 @@ def calibrate_ft_lr(
             train_losses,
             pretrained_losses,
         )._replace(chain=chain)
+        return stats, (member if stats.finite else None)
 
     grid = sorted({float(v) for v in grid})
     chains = [int(c) for c in chains]
@@ -260,7 +289,8 @@ def calibrate_ft_lr(
     statistics = search_ft_lr(pilot, grid, refine, baseline, tolerance, chains)
     chosen, valid = choose_ft_lr(statistics, baseline, tolerance, chains)
     rows = [{**s._asdict(), "refined": s.lr not in grid} for s in statistics]
-    return {
+    first_members = {c: members[chosen, c] for c in chains if (chosen, c) in members}
+    record = {
         "ft_lr": chosen,
         "valid": valid,
         "pretrained_heldout_accuracy": baseline,
@@ -271,4 +301,6 @@ def calibrate_ft_lr(
         "pilot_chains": chains,
         "grid": [row for row in rows if row["chain"] == chains[0]],
         "chain_pilots": [row for row in rows if row["chain"] != chains[0]],
+        "first_members": sorted(first_members),
     }
+    return Calibration(record, first_members)

@@ -147,7 +147,6 @@ class _StageEnds(FitHooks):
         if state.step % self.recipe.ft_steps:
             return state
         stage = state.step // self.recipe.ft_steps - 1
-        x_train, y_train, x_test, y_test = self.data
         params = self.program.unpack(state.params)
         for lane, chain in enumerate(self.chains):
             params[lane] = bn_refresh(
@@ -161,30 +160,7 @@ class _StageEnds(FitHooks):
                 augment=self.recipe.augment,
                 mesh=self.mesh,
             )
-            train, _ = evaluate(
-                self.eval_fn,
-                params[lane],
-                x_train,
-                y_train,
-                self.eval_batch_size,
-                self.mesh,
-            )
-            test, test_logits = evaluate(
-                self.eval_fn,
-                params[lane],
-                x_test,
-                y_test,
-                self.eval_batch_size,
-                self.mesh,
-            )
-            self.log(
-                f"chain {chain} stage {stage + 1}/{self.recipe.stages}: train loss "
-                f"{train.mean():.4f} test loss {test.mean():.4f} "
-                f"test acc {accuracy(test_logits, y_test):.4f}"
-            )
-            self.members[lane].append(params[lane])
-            self.train_losses[lane].append(train)
-            self.test_losses[lane].append(test)
+            self.record(lane, params[lane])
         opt_state = [
             replicate(fine_tuning_state(self.tx, p, self.recipe.ft_lr), self.mesh)
             for p in params
@@ -192,6 +168,24 @@ class _StageEnds(FitHooks):
         return state._replace(
             params=self.program.pack(params), opt_state=self.program.pack(opt_state)
         )
+
+    def record(self, lane: int, member: Params) -> None:
+        """Take `member` as lane's next member: its per-sample losses and log line."""
+        x_train, y_train, x_test, y_test = self.data
+        train, _ = evaluate(
+            self.eval_fn, member, x_train, y_train, self.eval_batch_size, self.mesh
+        )
+        test, test_logits = evaluate(
+            self.eval_fn, member, x_test, y_test, self.eval_batch_size, self.mesh
+        )
+        self.log(
+            f"chain {self.chains[lane]} stage {len(self.members[lane]) + 1}/"
+            f"{self.recipe.stages}: train loss {train.mean():.4f} test loss "
+            f"{test.mean():.4f} test acc {accuracy(test_logits, y_test):.4f}"
+        )
+        self.members[lane].append(member)
+        self.train_losses[lane].append(train)
+        self.test_losses[lane].append(test)
 
     def progress(self) -> dict[str, Any]:
         return {"stages_done": len(self.members[0])}
@@ -248,6 +242,7 @@ def run_chains(
     log: Log = log_to_stderr,
     mesh: Mesh | None = None,
     checkpointer: Checkpointer = NO_CHECKPOINTS,
+    first_members: Sequence[Params] | None = None,
 ) -> list[ChainResult]:
     """Run the given chains in lockstep and evaluate every member's per-sample losses;
     one result per chain, in the order given.
@@ -262,11 +257,18 @@ def run_chains(
     depend on the number of devices beyond float rounding. checkpointer: the chains'
     state (members so far, parameters and optimiser states) is saved every
     CHECKPOINT_CHUNK_STEPS steps when due; a run with saved state continues from it,
-    with bitwise the same members and losses.
+    with bitwise the same members and losses. first_members: one per chain, each
+    chain's first member computed before (a calibration pilot of this recipe, seed and
+    chain: `first_members_for`); the chains then run from stage 2 on, with bitwise the
+    members and losses of a run from the start.
     """
     chains = [int(c) for c in chains]
     if not chains or len(set(chains)) != len(chains):
         raise ValueError(f"chains must be distinct chain numbers, got {chains}")
+    if first_members is not None and len(first_members) != len(chains):
+        raise ValueError(
+            f"{len(first_members)} first members given for {len(chains)} chains"
+        )
     x_train, y_train = data[0], data[1]
     tx = fine_tuning_optimizer(recipe.ft_steps, recipe.momentum)
     mesh = data_mesh() if mesh is None else mesh
@@ -302,15 +304,23 @@ def run_chains(
         log=log,
         mesh=mesh,
     )
+    lane_params, start_step = [start] * len(chains), 0
+    if first_members is not None:
+        lane_params = [replicate(member, mesh) for member in first_members]
+        for lane, member in enumerate(lane_params):
+            hooks.record(lane, member)
+        start_step = recipe.ft_steps
     fit(
         program,
         FitState(
-            program.pack([start] * len(chains)),
+            program.pack(lane_params),
             program.pack(
-                [replicate(fine_tuning_state(tx, start, recipe.ft_lr), mesh)]
-                * len(chains)
+                [
+                    replicate(fine_tuning_state(tx, p, recipe.ft_lr), mesh)
+                    for p in lane_params
+                ]
             ),
-            0,
+            start_step,
             program.pack([jax_key(seed, "augment", c) for c in chains]),
         ),
         x_all,
@@ -326,6 +336,17 @@ def run_chains(
         place=lambda tree: replicate(tree, mesh),
     )
     return hooks.results()
+
+
+def first_members_for(
+    chains: Sequence[int], pilots: Mapping[int, Params]
+) -> list[Params] | None:
+    """The first members of `chains` from calibration pilots at the chains' rate
+    (chain -> member), or None unless every chain has one (chains run in lockstep, so
+    a job starts all of them from stage 1 or all from stage 2)."""
+    if not all(int(c) in pilots for c in chains):
+        return None
+    return [pilots[int(c)] for c in chains]
 
 
 def run_chain(

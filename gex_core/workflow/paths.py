@@ -53,6 +53,7 @@ FILES = {
     "predictions": ("pretrain", "predictions.npz"),
     "calibration": ("ensemble", "calibration.json"),
     "calibration_plot": ("ensemble", "calibration.png"),
+    "pilot_members": ("ensemble", "pilots.msgpack"),
     "chain_losses": ("ensemble", "chains{first}-{last}.npz"),
     "chain_members": ("ensemble", "chains{first}-{last}.msgpack"),
     "scores": ("influence", "scores.npz"),

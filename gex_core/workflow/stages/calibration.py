@@ -6,8 +6,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from gex_core.api.ensemble import calibrate_ft_lr, piloted
+from gex_core.api.ensemble import calibrate_with_pilots, piloted
 from gex_core.evaluation.figures import calibration_curve
+from gex_core.workflow.checkpoints import save_params
 from gex_core.workflow.io import save_figure, write_json
 from gex_core.workflow.stages.ensemble import (
     fine_tuning,
@@ -30,13 +31,16 @@ def run_calibration(
     outputs: Mapping[str, str],
 ) -> dict[str, Any]:
     """recipe: the chain recipe (calibration grid, tolerance, refine and pilot_chains,
-    ft_steps, batch_size, augment); chains: the ensemble's chain count K; outputs: record (.json), plot (.png). Reads only the given (noisy)
+    ft_steps, batch_size, augment); chains: the ensemble's chain count K; outputs:
+    record (.json), plot (.png), pilots (.msgpack: the pilots at the chosen rate, in
+    the order of the record's first_members, which are those chains' first members).
+    Reads only the given (noisy)
     training labels of labels_path, never its clean labels or noise mask, and the
     validation split, never the test split."""
     data, model, pretrained = load_pretrained_run(
         data_path, labels_path, model_name, model_path
     )
-    record = calibrate_ft_lr(
+    record, pilots = calibrate_with_pilots(
         model,
         pretrained,
         data.x_train,
@@ -59,6 +63,7 @@ def run_calibration(
             "ensemble.calibration.grid, or check ensemble.augment)",
             file=sys.stderr,
         )
+    save_params(outputs["pilots"], [pilots[c] for c in record["first_members"]])
     write_json(outputs["record"], record)
     save_figure(
         outputs["plot"],

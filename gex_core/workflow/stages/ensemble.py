@@ -15,7 +15,7 @@ from gex_core.training.devices import data_mesh, describe
 from gex_core.training.hooks import log_to_stderr
 from gex_core.training.models import Model, make_model
 from gex_core.workflow.artifacts import read_noisy_dataset
-from gex_core.workflow.checkpoints import load_params, save_params
+from gex_core.workflow.checkpoints import load_params, load_params_list, save_params
 from gex_core.workflow.costs import timed_forward_pass
 from gex_core.workflow.io import read_json, write_npz
 from gex_core.workflow.resume import NO_RESUME, Resume
@@ -30,6 +30,28 @@ def chain_ft_lr(recipe: Mapping[str, Any], calibration_path: str | None) -> floa
     ft_lr = float(read_json(calibration_path)["ft_lr"])
     print(f"ft_lr {ft_lr} (calibrated: {calibration_path})")
     return ft_lr
+
+
+def read_pilots(
+    calibration_path: str | None,
+    pilots_path: str | None,
+    template: Any,
+    model_name: str,
+) -> dict[int, Any]:
+    """chain -> the calibration's pilot at the chosen rate (that chain's first member),
+    from the calibration's record and pilots file; none without a calibration."""
+    if calibration_path is None or pilots_path is None:
+        return {}
+    chains = [int(c) for c in read_json(calibration_path).get("first_members", [])]
+    if not chains:
+        return {}
+    members = load_params_list(pilots_path, template, model_name)
+    if len(members) != len(chains):
+        raise ValueError(
+            f"{pilots_path} holds {len(members)} pilots but {calibration_path} names "
+            f"{len(chains)} ({chains}): rerun the calibration"
+        )
+    return dict(zip(chains, members, strict=True))
 
 
 def fine_tuning(
@@ -84,6 +106,7 @@ def run_ensemble_chains(
     eval_batch_size: int,
     outputs: Mapping[str, str],
     calibration_path: str | None = None,
+    pilots_path: str | None = None,
     batched: bool = False,
     resume: Resume = NO_RESUME,
 ) -> None:
@@ -93,9 +116,10 @@ def run_ensemble_chains(
     pretrain_recipe: the pretraining config (weight decay, momentum and batch-norm
     batches carry over). outputs: losses (.npz: train_losses (G*S, N), test_losses
     (G*S, N_te), val_accuracy (G*S,) on the validation split, kept (G*S,) bool (not
-    collapsed), chain-major; pretrained_val_accuracy; chains (G,); the job's compute_seconds and
-    forward_pass_seconds, timed in this process), members (G*S parameter trees,
-    chain-major)."""
+    collapsed), chain-major; pretrained_val_accuracy; chains (G,); the job's
+    compute_seconds and forward_pass_seconds, timed in this process), members (G*S
+    parameter trees, chain-major). With a calibration, chains whose pilot it kept
+    start from that pilot, their first member (`read_pilots`)."""
     data, model, pretrained = load_pretrained_run(
         data_path, labels_path, model_name, model_path
     )
@@ -123,6 +147,7 @@ def run_ensemble_chains(
         batched=batched,
         log=log_to_stderr,
         checkpointer=resume,
+        pilots=read_pilots(calibration_path, pilots_path, pretrained, model_name),
         **fine_tuning(recipe, pretrain_recipe),
     )
     compute_s = time.perf_counter() - start
