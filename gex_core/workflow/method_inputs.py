@@ -9,7 +9,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import pandas as pd
 
 from gex_core.data.datasets import Dataset
 from gex_core.influence.members import check_kept
@@ -198,6 +197,8 @@ class MethodInputs(Problem):
     @cached_property
     def trajectory_lrs(self) -> np.ndarray:
         """Learning rate of each trajectory checkpoint's epoch, (T,)."""
+        import pandas as pd  # here: the other methods' jobs need not load it
+
         history = pd.read_csv(self.pretrain_file("history"), sep="\t")
         return checkpoint_learning_rates(
             history.epoch.to_numpy(),
