@@ -174,6 +174,49 @@ def search_ft_lr(
     return sorted(statistics, key=lambda s: (s.lr, s.chain))
 
 
+def run_pilot(
+    model: Model,
+    pretrained: Params,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    recipe: FineTuning,
+    pretrained_train_losses: np.ndarray,
+    *,
+    seed: int,
+    chain: int,
+    eval_batch_size: int,
+    loss: Loss = SOFTMAX_CROSS_ENTROPY,
+) -> tuple[PilotStatistics, Params | None]:
+    """One pilot: chain `chain`'s first stage of `recipe` (one stage, its ft_lr) from
+    the pretrained model; its statistics and its member (None where the training
+    diverged or its losses are not finite). data: (x_train, given labels, x_heldout,
+    heldout labels); pretrained_train_losses (N,) under the given labels."""
+    x_train, given_labels, x_heldout, heldout_labels = data
+    try:
+        member = run_chain(
+            model, pretrained, data, recipe, seed=seed, chain=chain,
+            eval_batch_size=eval_batch_size, loss=loss, log=no_log,
+        ).members[0]  # fmt: skip
+    except FloatingPointError:  # diverged: not a usable rate
+        return PilotStatistics(recipe.ft_lr, np.nan, np.nan, np.nan, False, chain), None
+    eval_fn = make_eval_fn(model.apply, loss)
+    train_losses, train_logits = evaluate(
+        eval_fn, member, x_train, given_labels, eval_batch_size
+    )
+    _, member_heldout = evaluate(
+        eval_fn, member, x_heldout, heldout_labels, eval_batch_size
+    )
+    stats = pilot_statistics(
+        recipe.ft_lr,
+        train_logits,
+        given_labels,
+        member_heldout,
+        heldout_labels,
+        train_losses,
+        pretrained_train_losses,
+    )._replace(chain=chain)
+    return stats, (member if stats.finite else None)
+
+
 class Calibration(NamedTuple):
     """record: the JSON-able record of the search (`calibrate_with_pilots`);
     first_members: chain -> its pilot at the chosen
@@ -237,50 +280,22 @@ def calibrate_with_pilots(
 
     # finite pilots' members, kept on the host while their rate may still be chosen
     members: dict[tuple[float, int], Params] = {}
-    statistics: list[PilotStatistics] = []
+    done: list[PilotStatistics] = []
+    data = (x_train, given_labels, x_heldout, heldout_labels)
 
     def pilot(lr: float, chain: int) -> PilotStatistics:
-        stats, member = run_pilot(lr, chain)
-        statistics.append(stats)
+        stats, member = run_pilot(
+            model, pretrained, data, recipe._replace(stages=1, ft_lr=lr),
+            pretrained_losses, seed=seed, chain=chain,
+            eval_batch_size=eval_batch_size, loss=loss,
+        )  # fmt: skip
+        done.append(stats)
         if member is not None:
             members[lr, chain] = jax.device_get(member)
-        best, valid = choose_ft_lr(statistics, baseline, tolerance, chains)
+        best, valid = choose_ft_lr(done, baseline, tolerance, chains)
         for key in [k for k in members if valid and k[0] < best]:
             del members[key]
         return stats
-
-    def run_pilot(lr: float, chain: int) -> tuple[PilotStatistics, Params | None]:
-        """The pilot's statistics and member (None where it diverged)."""
-        try:
-            member = run_chain(
-                model,
-                pretrained,
-                (x_train, given_labels, x_heldout, heldout_labels),
-                recipe._replace(stages=1, ft_lr=lr),
-                seed=seed,
-                chain=chain,
-                eval_batch_size=eval_batch_size,
-                loss=loss,
-                log=no_log,
-            ).members[0]
-        except FloatingPointError:  # diverged: not a usable rate
-            return PilotStatistics(lr, np.nan, np.nan, np.nan, False, chain), None
-        train_losses, train_logits = evaluate(
-            eval_fn, member, x_train, given_labels, eval_batch_size
-        )
-        _, member_heldout = evaluate(
-            eval_fn, member, x_heldout, heldout_labels, eval_batch_size
-        )
-        stats = pilot_statistics(
-            lr,
-            train_logits,
-            given_labels,
-            member_heldout,
-            heldout_labels,
-            train_losses,
-            pretrained_losses,
-        )._replace(chain=chain)
-        return stats, (member if stats.finite else None)
 
     grid = sorted({float(v) for v in grid})
     chains = [int(c) for c in chains]
