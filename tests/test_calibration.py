@@ -156,7 +156,8 @@ def test_the_search_finds_the_edge_of_a_known_valid_range():
         return stats(lr, 0.9 if lr <= 0.17 else 0.2)
 
     found = search_ft_lr(pilot, [0.4, 0.025, 0.1, 0.2, 0.05], 2, 0.9, 0.02)
-    assert tried == [0.025, 0.05, 0.1, 0.2, 0.4, 0.141, 0.168]
+    # from the top down to the first rate that passes; nothing below it
+    assert tried == [0.4, 0.2, 0.1, 0.141, 0.168]
     assert [s.lr for s in found] == sorted(tried)
     assert choose_ft_lr(found, 0.9, 0.02) == (0.168, True)
     tried.clear()
@@ -167,14 +168,14 @@ def test_the_search_finds_the_edge_of_a_known_valid_range():
     assert (
         choose_ft_lr(search_ft_lr(pilot, [0.1, 0.2], 0, 0.9, 0.02), 0.9, 0.02)[0] == 0.1
     )
-    assert tried == [0.1, 0.2]
+    assert tried == [0.2, 0.1]
 
 
 def test_other_chains_that_collapse_move_the_choice_down():
     """The failure measured on fresh seeds: at 0.4 chain 0 keeps its accuracy while
     chains 1-3 collapse to chance. Piloting every chain's first stage rejects 0.4;
     at 0.2 chain 2 fails too, so 0.1 is chosen. Each rate stops at its first failing
-    chain, and nothing below the chosen rate is piloted on other chains."""
+    chain, and nothing below the chosen rate is piloted."""
     accuracy = {(0.4, 0): 0.94, (0.4, 1): 0.1, (0.2, 1): 0.95, (0.2, 2): 0.2}
     tried = []
 
@@ -184,17 +185,16 @@ def test_other_chains_that_collapse_move_the_choice_down():
 
     found = search_ft_lr(pilot, [0.05, 0.1, 0.2, 0.4], 0, 0.95, 0.02, (0, 1, 2, 3))
     assert tried == [
-        (0.05, 0), (0.1, 0), (0.2, 0), (0.4, 0),  # the grid on chain 0
-        (0.4, 1),  # fails: 0.4 is done
-        (0.2, 1), (0.2, 2),  # chain 2 fails
-        (0.1, 1), (0.1, 2), (0.1, 3),  # all pass
+        (0.4, 0), (0.4, 1),  # chain 1 fails: 0.4 is done
+        (0.2, 0), (0.2, 1), (0.2, 2),  # chain 2 fails
+        (0.1, 0), (0.1, 1), (0.1, 2), (0.1, 3),  # all pass; 0.05 is never tried
     ]  # fmt: skip
     assert choose_ft_lr(found, 0.95, 0.02, (0, 1, 2, 3)) == (0.1, True)
     # chain 0 alone (the old calibration) would have taken 0.4
     chain0 = [s for s in found if s.chain == 0]
     assert choose_ft_lr(chain0, 0.95, 0.02) == (0.4, True)
     # a rate not yet piloted on every chain is not valid
-    assert choose_ft_lr(chain0, 0.95, 0.02, (0, 1)) == (0.05, False)
+    assert choose_ft_lr(chain0, 0.95, 0.02, (0, 1)) == (0.1, False)
 
 
 def test_refinement_bisects_below_the_rate_another_chain_failed():
@@ -210,13 +210,73 @@ def test_refinement_bisects_below_the_rate_another_chain_failed():
         return stats(lr, 0.2 if fails else 0.95)._replace(chain=chain)
 
     found = search_ft_lr(pilot, [0.05, 0.1, 0.2, 0.4], 2, 0.95, 0.02, (0, 1, 2, 3))
-    assert tried[4:] == [
-        (0.2, 1),  # verification: chain 1 fails at 0.2
-        (0.1, 1), (0.1, 2), (0.1, 3),
+    assert tried == [
+        (0.4, 0),  # fails on chain 0
+        (0.2, 0), (0.2, 1),  # chain 1 fails at 0.2
+        (0.1, 0), (0.1, 1), (0.1, 2), (0.1, 3),
         (0.141, 0), (0.141, 1), (0.141, 2), (0.141, 3),  # refinement 1: all pass
         (0.168, 0), (0.168, 1), (0.168, 2),  # refinement 2: chain 2 fails
     ]  # fmt: skip
     assert choose_ft_lr(found, 0.95, 0.02, (0, 1, 2, 3)) == (0.141, True)
+
+
+def exhaustive_search(pilot, grid, refine, accuracy, tolerance, chains):
+    """The search before the top-down order (5f6d578): chains[0] piloted at every
+    grid rate first, then the other chains from the largest rate that passed down."""
+    first, others = chains[0], list(chains[1:])
+
+    def passes(lr, chain):
+        statistics.append(pilot(lr, chain))
+        return statistics[-1].passes(accuracy, tolerance)
+
+    statistics = []
+    passed = [lr for lr in sorted(grid) if passes(float(lr), first)]
+    for lr in sorted(passed, reverse=True):
+        if all(passes(lr, chain) for chain in others):
+            break
+    for _ in range(refine):
+        bracket = refinement_bracket(statistics, accuracy, tolerance, chains)
+        if bracket is None or geometric_midpoint(*bracket) in bracket:
+            break
+        all(passes(geometric_midpoint(*bracket), chain) for chain in chains)
+    return statistics
+
+
+def table_pilot(edge, flaky):
+    """A synthetic pilot: (lr, chain) fails above the chain's edge rate and where
+    listed in flaky, and passes elsewhere."""
+
+    def pilot(lr, chain):
+        fails = lr > edge[chain] or (lr, chain) in flaky
+        return stats(lr, 0.2 if fails else 0.95)._replace(chain=chain)
+
+    return pilot
+
+
+def test_the_top_down_search_chooses_what_piloting_every_rate_chose():
+    """On 500 random pass/fail tables over rates and chains (monotone or not), the
+    top-down search chooses the rate the exhaustive one chose, with a subset of its
+    pilots."""
+    rng = np.random.default_rng(0)
+    grid = [0.025, 0.05, 0.1, 0.2, 0.4]
+    saved = 0
+    for _ in range(500):
+        chains = tuple(range(rng.integers(1, 5)))
+        edge = {c: float(rng.choice([*grid, 1.0])) for c in chains}
+        # in a third of the tables some rates below a chain's edge fail too
+        flaky = {
+            (lr, c) for lr in grid for c in chains if rng.random() < 0.1
+        } if rng.random() < 0.3 else set()  # fmt: skip
+        pilot = table_pilot(edge, flaky)
+        refine = int(rng.integers(0, 3))
+        new = search_ft_lr(pilot, grid, refine, 0.95, 0.02, chains)
+        old = exhaustive_search(pilot, grid, refine, 0.95, 0.02, chains)
+        assert choose_ft_lr(new, 0.95, 0.02, chains) == choose_ft_lr(
+            old, 0.95, 0.02, chains
+        )
+        assert set(new) <= set(old)
+        saved += len(old) - len(new)
+    assert saved > 500  # about one pilot in three
 
 
 def test_the_workflow_record_shows_every_chain_pilot(tmp_path):
@@ -242,10 +302,10 @@ def test_the_workflow_record_shows_every_chain_pilot(tmp_path):
         seed=3, chains=(0, 1), recipe=recipe, eval_batch_size=32,
     )  # fmt: skip
     assert record["pilot_chains"] == [0, 1] and record["ft_lr"] == 0.01
-    assert [row["chain"] for row in record["grid"]] == [0, 0]
+    assert [row["lr"] for row in record["grid"]] == [0.01]  # 0.005: below, untried
     [other] = record["chain_pilots"]
     assert (other["chain"], other["lr"]) == (1, 0.01)
-    # only the chosen rate's pilots are kept, one per chain
+    # the chosen rate's pilots are kept, one per chain
     assert record["first_members"] == [0, 1] and sorted(pilots) == [0, 1]
     member = run_chain(
         model, params, (x, y, x[:20], y[:20]), recipe._replace(ft_lr=0.01), seed=3,

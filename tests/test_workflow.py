@@ -5,6 +5,7 @@ import re
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -549,6 +550,19 @@ def test_automatic_ft_lr_is_calibrated_per_seed_and_read_by_the_chains(smoke, tm
     assert (workdir / ensemble / "calibration.json.provenance.json").exists()
     log = workdir / paths.log_file(f"{ensemble}/chains0-0.npz")
     assert f"ft_lr {record['ft_lr']} (calibrated: " in log.read_text()
+    # the pilots at the chosen rate are kept; chain 0's one-stage job is its pilot
+    from flax.serialization import msgpack_restore
+
+    assert record["first_members"] == [0, 1]
+    pilots = msgpack_restore((workdir / ensemble / "pilots.msgpack").read_bytes())
+    chain = msgpack_restore((workdir / ensemble / "chains0-0.msgpack").read_bytes())
+    assert sorted(pilots) == ["0", "1"] and sorted(chain) == ["0"]
+    leaves = (
+        jax.tree_util.tree_leaves(pilots["0"]),
+        jax.tree_util.tree_leaves(chain["0"]),
+    )
+    assert len(leaves[0]) == len(leaves[1]) == 4  # the MLP's kernels and biases
+    assert all(map(np.array_equal, *leaves))
 
 
 def test_chains_run_one_per_job_equal_their_rows_of_the_grouped_job(smoke, tmp_path):

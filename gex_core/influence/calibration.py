@@ -11,15 +11,16 @@ forget everything and the scores are noise). Neither condition needs the noise m
 - quality: the pilot member's accuracy on held-out data (the validation split, never
   the test split) against the pretrained model's.
 
-For each learning rate of a grid, one pilot stage (chain 0's first stage: the same
-batches, augmentation and schedule as the real chain) is run from the pretrained model.
-The choice is the largest learning rate whose pilot keeps its held-out accuracy within
-`tolerance` of the pretrained one (the most exploration that still describes the
-data); a rate whose training diverges is invalid. One chain is not the ensemble:
-near the edge chain 0 can keep its accuracy while other chains, on other batches,
-collapse to chance. So the chosen rate is then piloted on the first stage of every
-other chain of `chains` (each pilot is exactly that chain's first member); if any
-fails, the next smaller rate chain 0 passed is piloted on them in turn. `refine` more
+The grid's learning rates are piloted from the largest down: one pilot stage (chain
+0's first stage: the same batches, augmentation and schedule as the real chain) from the
+pretrained model. The choice is the largest learning rate whose pilot keeps its
+held-out accuracy within `tolerance` of the pretrained one (the most exploration that
+still describes the data); a rate whose training diverges is invalid. One chain is not
+the ensemble: near the edge chain 0 can keep its accuracy while other chains, on other
+batches, collapse to chance. So a rate chain 0 passes is then piloted on the first
+stage of every other chain of `chains` (each pilot is exactly that chain's first
+member); if any fails, the search goes on down the grid. Rates below the first that
+passes on every chain are never piloted. `refine` more
 rates then bisect (geometrically) between the chosen rate and the next larger one that
 failed on some chain, each piloted on every chain, so a coarse grid does not leave the
 choice far below the edge (on digits with 30% noise 0.1 barely escapes while 0.2
@@ -144,12 +145,17 @@ def search_ft_lr(
     tolerance: float,
     chains: Sequence[int] = (0,),
 ) -> list[PilotStatistics]:
-    """pilot(lr, chains[0]) for every grid rate; then, from the largest rate that
-    passed down, pilot(rate, chain) on the other chains until a rate passes on all of
-    them; then up to `refine` times the geometric midpoint of `refinement_bracket`
-    (the chosen rate and the next larger one that failed on some chain), piloted on
-    every chain. A chain that fails ends its rate's pilots. Every pilot's statistics,
-    by rate and chain."""
+    """The grid's rates from the largest down: pilot(rate, chains[0]), and where it
+    passes pilot(rate, chain) on the other chains, until a rate passes on all of them
+    (a chain that fails ends its rate's pilots); then up to `refine` times the
+    geometric midpoint of `refinement_bracket` (the chosen rate and the next larger
+    one that failed on some chain), piloted on every chain. Every pilot's statistics,
+    by rate and chain.
+
+    The choice (`choose_ft_lr`) is the one of piloting chains[0] at every grid rate
+    first: it is the largest rate passing on every chain either way, and every rate
+    above it is tried either way, so the refinement bisects the same interval. Rates
+    below the choice are not piloted, which is what the order saves."""
     first, others = chains[0], list(chains[1:])
 
     def passes(lr: float, chain: int) -> bool:
@@ -157,9 +163,8 @@ def search_ft_lr(
         return statistics[-1].passes(pretrained_heldout_accuracy, tolerance)
 
     statistics: list[PilotStatistics] = []
-    passed = [lr for lr in sorted(grid) if passes(float(lr), first)]
-    for lr in sorted(passed, reverse=True):
-        if all(passes(lr, chain) for chain in others):
+    for lr in sorted((float(v) for v in grid), reverse=True):
+        if passes(lr, first) and all(passes(lr, chain) for chain in others):
             break
     for _ in range(refine):
         bracket = refinement_bracket(
@@ -244,9 +249,9 @@ def calibrate_with_pilots(
     eval_batch_size: int,
     loss: Loss = SOFTMAX_CROSS_ENTROPY,
 ) -> Calibration:
-    """Run one pilot stage per grid rate on chains[0], then up to `refine` bisecting
-    pilots, then the other chains' first stages at the best rates (`search_ft_lr`),
-    and choose the fine-tuning learning rate.
+    """Pilot the grid from the largest rate down on chains[0] and the other chains'
+    first stages until a rate passes on all of them, then up to `refine` bisecting
+    rates (`search_ft_lr`), and choose the fine-tuning learning rate.
 
     Returns the record and the pilots at the chosen rate (`Calibration`). The record:
     {"ft_lr": chosen, "valid": bool, "pretrained_heldout_accuracy": float,
@@ -278,7 +283,8 @@ def calibrate_with_pilots(
     elif isinstance(tolerance, str):
         raise ValueError(f'tolerance must be a number or "auto", got {tolerance!r}')
 
-    # finite pilots' members, kept on the host while their rate may still be chosen
+    # passing pilots' members, kept on the host while their rate may still be chosen
+    # (no failing pilot at that rate, and not below a rate valid on every chain)
     members: dict[tuple[float, int], Params] = {}
     done: list[PilotStatistics] = []
     data = (x_train, given_labels, x_heldout, heldout_labels)
@@ -290,10 +296,11 @@ def calibrate_with_pilots(
             eval_batch_size=eval_batch_size, loss=loss,
         )  # fmt: skip
         done.append(stats)
-        if member is not None:
+        if member is not None and stats.passes(baseline, tolerance):
             members[lr, chain] = jax.device_get(member)
+        failed = {s.lr for s in done if not s.passes(baseline, tolerance)}
         best, valid = choose_ft_lr(done, baseline, tolerance, chains)
-        for key in [k for k in members if valid and k[0] < best]:
+        for key in [k for k in members if k[0] in failed or (valid and k[0] < best)]:
             del members[key]
         return stats
 
