@@ -221,6 +221,13 @@ def make_model(name: str, num_classes: int, input_shape: tuple[int, ...]) -> Mod
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
 
 
+def variable_shapes(model: Model) -> Params:
+    """model.init's variables as jax.ShapeDtypeStruct leaves (the tree, shapes and
+    dtypes), traced but neither compiled nor computed: the template a checkpoint is
+    read into."""
+    return jax.eval_shape(model.init, jax.random.key(0))
+
+
 def trainable(variables: Params) -> Params:
     """The parameters gradient steps train: all of variables but batch-norm statistics."""
     if isinstance(variables, dict) and BATCH_STATS in variables:

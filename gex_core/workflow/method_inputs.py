@@ -14,7 +14,7 @@ from gex_core.data.datasets import Dataset
 from gex_core.influence.members import check_kept
 from gex_core.influence.problem import Problem
 from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY
-from gex_core.training.models import make_model, trainable
+from gex_core.training.models import make_model, trainable, variable_shapes
 from gex_core.training.recipes import checkpoint_learning_rates
 from gex_core.workflow.artifacts import (
     ImageRows,
@@ -170,8 +170,8 @@ class MethodInputs(Problem):
 
     @cached_property
     def template(self) -> Params:
-        """Freshly initialised parameters: the structure checkpoints are read into."""
-        return self.model.init(jax.random.key(0))
+        """The model's variable shapes: the structure checkpoints are read into."""
+        return variable_shapes(self.model)
 
     @cached_property
     def params(self) -> Params:

@@ -6,14 +6,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
 from gex_core.api.ensemble import fit_geometric_ensemble
 from gex_core.data.datasets import Dataset
 from gex_core.training.devices import data_mesh, describe
 from gex_core.training.hooks import log_to_stderr
-from gex_core.training.models import Model, make_model
+from gex_core.training.models import Model, make_model, variable_shapes
 from gex_core.workflow.artifacts import read_noisy_dataset
 from gex_core.workflow.checkpoints import load_params, load_params_list, save_params
 from gex_core.workflow.costs import timed_forward_pass
@@ -78,7 +77,7 @@ def load_pretrained_run(
     parameters, as the ensemble and calibration jobs start."""
     data = read_noisy_dataset(data_path, labels_path)
     model = make_model(model_name, data.num_classes, data.x_train.shape[1:])
-    pretrained = load_params(model_path, model.init(jax.random.key(0)), model_name)
+    pretrained = load_params(model_path, variable_shapes(model), model_name)
     return data, model, pretrained
 
 
