@@ -466,3 +466,24 @@ def test_calibration_and_member_check_never_read_the_test_split(tmp_path):
     for pilot, member in zip(pilots, members[::2], strict=True):
         same = jax.tree_util.tree_map(np.array_equal, pilot, member)
         assert all(jax.tree_util.tree_leaves(same))
+
+
+def test_a_pilots_file_that_does_not_match_its_record_is_named(tmp_path):
+    """The chains read the pilots the calibration record names; a file holding
+    another count (written by another run) is an error naming both files."""
+    from gex_core.workflow.checkpoints import save_params
+    from gex_core.workflow.io import write_json
+    from gex_core.workflow.stages.ensemble import read_pilots
+
+    params = tiny_mlp().init(jax.random.key(0))
+    record, pilots = tmp_path / "calibration.json", tmp_path / "pilots.msgpack"
+    write_json(record, {"ft_lr": 0.1, "first_members": [0, 1]})
+    save_params(pilots, [params, params])
+    read = read_pilots(str(record), str(pilots), params, "mlp")
+    assert sorted(read) == [0, 1]
+    assert read_pilots(str(record), None, params, "mlp") == {}  # no calibration
+    save_params(pilots, [params])
+    with pytest.raises(
+        ValueError, match="holds 1 pilots but .*calibration.json names 2"
+    ):
+        read_pilots(str(record), str(pilots), params, "mlp")
