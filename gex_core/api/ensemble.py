@@ -105,11 +105,11 @@ def calibrate_with_pilots(
     grid's rates, from the largest down; the largest rate whose pilot keeps held-out
     accuracy within `tolerance` of the trained model's ("auto": two standard errors of
     that accuracy on (x_val, y_val); `gex_core.influence.calibration`), checked on the
-    first stage of every chain of `chains` (a count K: chains 0..K-1; fit_geometric_ensemble
-    passes its own). recipe: the knobs of `fine_tuning_recipe`. Returns the
-    calibration record (JSON-able), its chosen rate under "ft_lr", and the pilots at
-    that rate, which are the chains' first members (`Calibration`). Reads the given
-    training labels and the held-out set, nothing else."""
+    first stage of every chain of `chains` (a count K: chains 0..K-1;
+    fit_geometric_ensemble passes its own). recipe: the knobs of `fine_tuning_recipe`.
+    Returns the calibration record (JSON-able), its chosen rate under "ft_lr", and
+    the pilots at that rate, which are the chains' first members (`Calibration`).
+    Reads the given training labels and the held-out set, nothing else."""
     return calibrate(
         as_model(model),
         params,
