@@ -323,3 +323,16 @@ def test_a_collapsed_member_is_dropped_or_fails_the_call():
     assert "dropped members [1] of 2 collapsed" in messages[0]
     with pytest.raises(ValueError, match=r"members \[1\] of 2 collapsed .*lower ft_lr"):
         check("fail", no_log)
+
+
+def test_calibrate_ft_lr_is_the_record_of_calibrate_with_pilots(trained):
+    """api.calibrate_ft_lr returns the record alone; api.calibrate_with_pilots the same
+    record and the pilots at its chosen rate, one per piloted chain."""
+    result, (x, y, x_te, y_te), model = trained
+    params = result.result.params
+    options = dict(grid=[0.01, 0.05], chains=2, ft_steps=4, batch_size=16, seed=1)
+    record = api.calibrate_ft_lr(model, params, x, y, x_te, y_te, **options)
+    calibration = api.calibrate_with_pilots(model, params, x, y, x_te, y_te, **options)
+    assert isinstance(calibration, api.Calibration)
+    assert record == calibration.record and record["ft_lr"] in (0.01, 0.05)
+    assert sorted(calibration.first_members) == record["first_members"]

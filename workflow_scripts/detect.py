@@ -17,7 +17,7 @@ metrics = run_detection(
     outputs=dict(metrics=out.metrics, histogram=out.histogram, curves=out.curves),
 )
 print(metrics)
-table = run_label_issues(
+run_label_issues(
     data_path=snakemake.input.data,
     labels_path=snakemake.input.labels,
     scores_path=snakemake.input.scores,
@@ -28,5 +28,4 @@ table = run_label_issues(
     table_path=out.table,
     gallery_path=out.figure,
 )
-print(f"{int(table.flagged.sum())} of {len(table)} training samples flagged")
 job.finish()

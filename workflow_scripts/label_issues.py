@@ -7,7 +7,7 @@ job = begin_job(snakemake, uses_jax=False)
 
 from gex_core.workflow.stages.label_issues import gallery_title, run_label_issues  # noqa: E402
 
-table = run_label_issues(
+run_label_issues(
     data_path=snakemake.input.data,
     labels_path=snakemake.input.labels,
     scores_path=snakemake.input.scores,
@@ -18,5 +18,4 @@ table = run_label_issues(
     table_path=snakemake.output.table,
     gallery_path=snakemake.output.figure,
 )
-print(f"{int(table.flagged.sum())} of {len(table)} training samples flagged")
 job.finish()

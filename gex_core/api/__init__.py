@@ -20,6 +20,8 @@ from typing import Any
 _EXPORTS = {
     "GeometricEnsemble": "gex_core.api.ensemble",
     "calibrate_ft_lr": "gex_core.api.ensemble",
+    "calibrate_with_pilots": "gex_core.api.ensemble",
+    "Calibration": "gex_core.influence.calibration",
     "fit_geometric_ensemble": "gex_core.api.ensemble",
     "member_losses": "gex_core.api.scoring",
     "influence": "gex_core.api.scoring",

@@ -185,7 +185,7 @@ def fit_geometric_ensemble(
     chains (K, or the chain numbers to run) fine-tunes from params for `stages` stages
     of `ft_steps` SGD steps (recipe: the knobs of `fine_tuning_recipe`), snapshotting a
     member after each. ft_lr: the peak rate of each stage's cosine schedule, or "auto":
-    calibrated on the validation data (x_val, y_val) first (`calibrate_ft_lr`; the
+    calibrated on the validation data (x_val, y_val) first (`calibrate_with_pilots`; the
     chosen rate keeps the first stage of each of the first `pilot_chains` chains,
     "all" by default). Chain
     c's draws depend only on (seed, c), so an ensemble of chains 0..3 holds the members

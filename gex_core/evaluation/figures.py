@@ -41,7 +41,7 @@ def learning_curve(history: pd.DataFrame, title: str):
 
 
 def calibration_curve(record: dict, title: str) -> Figure:
-    """record: `calibration.calibrate_ft_lr`'s result. Escape (given labels the pilot
+    """record: `calibration.calibrate_with_pilots`' record. Escape (given labels the pilot
     member no longer predicts) and held-out accuracy per fine-tuning LR (chain 0's
     pilots as a line, the other chains' pilots as crosses), the accuracy floor
     (pretrained - tolerance) and the chosen LR."""

@@ -224,9 +224,9 @@ def run_pilot(
 
 class Calibration(NamedTuple):
     """record: the JSON-able record of the search (`calibrate_with_pilots`);
-    first_members: chain -> its pilot at the chosen
-    rate (on the host), which is bitwise that chain's first member at this rate: the
-    chains start from them (`ensemble.first_members_for`)."""
+    first_members: chain -> its pilot at the chosen rate (on the host), which is
+    bitwise that chain's first member at this rate: the chains start from them
+    (`ensemble.first_members_for`)."""
 
     record: dict[str, Any]
     first_members: dict[int, Params]
@@ -296,7 +296,7 @@ def calibrate_with_pilots(
             eval_batch_size=eval_batch_size, loss=loss,
         )  # fmt: skip
         done.append(stats)
-        if member is not None and stats.passes(baseline, tolerance):
+        if stats.passes(baseline, tolerance):  # passing implies finite: a member
             members[lr, chain] = jax.device_get(member)
         failed = {s.lr for s in done if not s.passes(baseline, tolerance)}
         best, valid = choose_ft_lr(done, baseline, tolerance, chains)

@@ -36,7 +36,14 @@ from gex_core.training.hooks import NO_CHECKPOINTS, Checkpointer, Log, log_to_st
 from gex_core.training.losses import SOFTMAX_CROSS_ENTROPY, Loss
 from gex_core.training.models import Model
 from gex_core.training.seeds import host_rng, jax_key
-from gex_core.training.steps import accuracy, bn_refresh, evaluate, make_eval_fn, sgd
+from gex_core.training.steps import (
+    accuracy,
+    bn_refresh,
+    evaluate,
+    make_eval_fn,
+    optimizer_state,
+    sgd,
+)
 
 Params = Any
 # Steps between the points where a run may save its chains' state (`Checkpointer.due`)
@@ -78,16 +85,11 @@ def fine_tuning_optimizer(
     )
 
 
-@functools.cache
-def _jitted_init(tx: optax.GradientTransformation) -> Callable:
-    return jax.jit(tx.init)  # one compilation, not one per leaf
-
-
 def fine_tuning_state(
     tx: optax.GradientTransformation, params: Params, ft_lr: float
 ) -> Any:
     """A fresh optimiser state of `fine_tuning_optimizer` with peak rate ft_lr."""
-    state = _jitted_init(tx)(params)
+    state = optimizer_state(tx, params)
     rate = jnp.asarray(ft_lr, state.hyperparams["learning_rate"].dtype)
     return state._replace(hyperparams={**state.hyperparams, "learning_rate": rate})
 
@@ -161,12 +163,18 @@ class _StageEnds(FitHooks):
                 mesh=self.mesh,
             )
             self.record(lane, params[lane])
-        opt_state = [
-            replicate(fine_tuning_state(self.tx, p, self.recipe.ft_lr), self.mesh)
-            for p in params
-        ]
         return state._replace(
-            params=self.program.pack(params), opt_state=self.program.pack(opt_state)
+            params=self.program.pack(params),
+            opt_state=self.fresh_states(params),
+        )
+
+    def fresh_states(self, params: list[Params]) -> Any:
+        """Every lane's fresh optimiser state for its params, packed: a stage's start."""
+        return self.program.pack(
+            [
+                replicate(fine_tuning_state(self.tx, p, self.recipe.ft_lr), self.mesh)
+                for p in params
+            ]
         )
 
     def record(self, lane: int, member: Params) -> None:
@@ -314,12 +322,7 @@ def run_chains(
         program,
         FitState(
             program.pack(lane_params),
-            program.pack(
-                [
-                    replicate(fine_tuning_state(tx, p, recipe.ft_lr), mesh)
-                    for p in lane_params
-                ]
-            ),
+            hooks.fresh_states(lane_params),
             start_step,
             program.pack([jax_key(seed, "augment", c) for c in chains]),
         ),

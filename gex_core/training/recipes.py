@@ -34,6 +34,7 @@ from gex_core.training.steps import (
     evaluate,
     make_eval_fn,
     make_train_step,
+    optimizer_state,
     recompute_bn,
     sgd,
     warmup_cosine_schedule,
@@ -331,7 +332,7 @@ def pretrain(
         Program(step),
         FitState(
             params,
-            replicate(jax.jit(tx.init)(params), mesh),
+            replicate(optimizer_state(tx, params), mesh),
             0,
             jax_key(seed, "augment"),
         ),
@@ -434,7 +435,7 @@ def fit_fresh(
         Program(step),
         FitState(
             params,
-            replicate(jax.jit(tx.init)(params), mesh),
+            replicate(optimizer_state(tx, params), mesh),
             0,
             jax.random.fold_in(init_key, 1),
         ),

@@ -50,6 +50,17 @@ def warmup_cosine_schedule(
     return optax.warmup_cosine_decay_schedule(0.0, peak_lr, warmup, total_steps, 0.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _jitted_init(tx: optax.GradientTransformation) -> Callable:
+    return jax.jit(tx.init)
+
+
+def optimizer_state(tx: optax.GradientTransformation, params: Any) -> Any:
+    """tx.init(params) as one compiled program (optax's eager init compiles one per
+    leaf), compiled once per optimiser object."""
+    return _jitted_init(tx)(params)
+
+
 def sgd(schedule: optax.Schedule, momentum: float) -> optax.GradientTransformation:
     """Heavy-ball SGD (not Nesterov), as the research code."""
     return optax.sgd(schedule, momentum=momentum)

@@ -77,6 +77,7 @@ def run_label_issues(
     named = with_names(table, data.class_names, data.train_files)
     write_table(table_path, named)
     save_figure(gallery_path, figure, trim=False)
+    print(f"{int(table.flagged.sum())} of {len(table)} training samples flagged")
     return named
 
 
