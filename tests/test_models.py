@@ -13,6 +13,7 @@ from gex_core.training.models import (
     VGG8,
     bn_model,
     make_model,
+    max_pool_2x2,
     num_params,
     trainable,
 )
@@ -32,6 +33,53 @@ def test_parameter_counts_match_the_research_code(name, shape, classes, count):
     variables = jax.eval_shape(model.init, jax.random.key(0))
     assert num_params(variables) == count
     assert set(variables) == {"params", BATCH_STATS}
+
+
+@pytest.mark.parametrize(
+    ("shape", "padding"),
+    [((6, 8, 8, 5), "VALID"), ((6, 7, 9, 5), "VALID"), ((6, 7, 9, 5), "SAME")],
+)
+def test_max_pool_2x2_is_nn_max_pool_in_values_and_gradients_behind_a_relu(
+    shape, padding
+):
+    """The pooling the CNN and VGG-8 use: nn.max_pool's values (NaN included) and
+    bitwise its gradients, reverse and forward mode, where ties abound: behind a ReLU
+    (about half the values exactly zero) and in a flat region (equal positive values,
+    as a plain background gives), where the first maximum takes the whole gradient."""
+    import flax.linen as nn
+
+    x = jax.random.normal(jax.random.key(0), shape)
+    x = x.at[:, :4, :4].set(x[:, :1, :1])  # a flat 4x4 corner
+    w = jax.random.normal(jax.random.key(1), (shape[-1], 4))
+    probe = jax.random.normal(jax.random.key(2), (4,))
+
+    def through(pool):
+        def f(w):
+            pooled = pool(jax.nn.relu(x @ w))
+            return jnp.sum(
+                pooled * probe * jnp.arange(pooled.size).reshape(pooled.shape)
+            )
+
+        return f
+
+    def reference(h):
+        return nn.max_pool(h, (2, 2), strides=(2, 2), padding=padding)
+
+    ours = through(lambda h: max_pool_2x2(h, padding))
+    theirs = through(reference)
+    h = jax.nn.relu(x @ w)
+    assert (h == 0).mean() > 0.3
+    assert (h[:, :4, :4] == h[:, :1, :1]).all() and (h[:, :1, :1] > 0).any()
+    np.testing.assert_array_equal(max_pool_2x2(h, padding), reference(h))
+    np.testing.assert_array_equal(jax.grad(ours)(w), jax.grad(theirs)(w))
+    tangent = jax.random.normal(jax.random.key(3), w.shape)
+    np.testing.assert_array_equal(
+        jax.jvp(ours, (w,), (tangent,))[1], jax.jvp(theirs, (w,), (tangent,))[1]
+    )
+    diverged = h.at[1, 2, 3, 0].set(jnp.nan)
+    np.testing.assert_array_equal(max_pool_2x2(diverged, padding), reference(diverged))
+    with pytest.raises(ValueError, match="padding 'FULL' is not VALID or SAME"):
+        max_pool_2x2(h, "FULL")
 
 
 def tiny_bn_model():
