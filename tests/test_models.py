@@ -214,3 +214,17 @@ def test_augmentation_is_a_padded_crop_and_flips_only_when_asked(mode):
         out, augment_batch(jax.random.key(6), jnp.asarray(x), mode)
     )
     np.testing.assert_array_equal(augment_batch(jax.random.key(5), x, "none"), x)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "tiny_vgg"])
+def test_the_quickly_compiled_init_gives_bitwise_the_default_compiled_parameters(name):
+    """make_model's init compiles at XLA's optimisation level 1 (INIT_COMPILER_OPTIONS):
+    the parameters must be bitwise those of the default level."""
+    model = tiny_bn_model() if name == "tiny_vgg" else make_model(name, 10, (8, 8, 1))
+    default = jax.jit(model.init.__wrapped__)
+    for seed in range(3):
+        key = jax.random.key(seed)
+        ours, theirs = model.init(key), default(key)
+        assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+            np.testing.assert_array_equal(a, b)
