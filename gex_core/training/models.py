@@ -37,18 +37,10 @@ def _dense(features: int, fan_in: int) -> nn.Dense:
 
 def max_pool_2x2(x: jax.Array, padding: str = "VALID") -> jax.Array:
     """2x2 max pooling with stride 2 over NHWC x (B, H, W, C): nn.max_pool's values
-    and gradients.
+    and gradients, without its slow gradient on a CPU.
 
     Returns (B, H // 2, W // 2, C) with "VALID" (an odd last row or column dropped),
     (B, ceil(H / 2), ceil(W / 2), C) with "SAME" (padded with -inf).
-
-    Written with reshapes and elementwise selects instead of XLA's reduce-window,
-    whose gradient is a select-and-scatter that XLA's CPU backend runs slowly (the
-    digits CNN's training step is about a quarter faster). Ties are common (a flat
-    background gives equal activations side by side): select-and-scatter gives the
-    whole gradient to the first maximum of each window in row-major order, and so
-    does this (a plain max would share it among the ties), which keeps training
-    bitwise that of nn.max_pool.
     """
     _, h, w, _ = x.shape
     if padding == "SAME":
@@ -59,17 +51,38 @@ def max_pool_2x2(x: jax.Array, padding: str = "VALID") -> jax.Array:
         x = x[:, : h - h % 2, : w - w % 2]
     else:
         raise ValueError(f"max_pool_2x2: padding {padding!r} is not VALID or SAME")
+    return _pool_even(x)
+
+
+@jax.custom_jvp
+def _pool_even(x: jax.Array) -> jax.Array:
+    """max_pool_2x2 of x (B, 2H, 2W, C) -> (B, H, W, C): XLA's reduce-window."""
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+@_pool_even.defjvp
+def _pool_even_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    """Each window's tangent is that of its first maximum in row-major order, as in
+    reduce-window's own rule, but picked with elementwise selects: the gradient is
+    then their transpose, where reduce-window's is a select-and-scatter that XLA's CPU
+    backend runs slowly (the digits CNN's training step is about a quarter faster).
+    Ties are common (a flat background gives equal activations side by side), and a
+    plain max would share the gradient among them; this keeps training bitwise that of
+    nn.max_pool."""
+    (x,), (dx,) = primals, tangents
+    pooled = _pool_even(x)
     b, h, w, c = x.shape
-    windows = x.reshape(b, h // 2, 2, w // 2, 2, c)
-    # each window's four values in row-major order, each (B, H/2, W/2, C)
-    corners = [windows[:, :, i, :, j] for i in (0, 1) for j in (0, 1)]
-    values = [jax.lax.stop_gradient(corner) for corner in corners]
-    largest = jnp.maximum(jnp.maximum(values[0], values[1]), jnp.maximum(*values[2:]))
-    # largest where no corner equals it: a NaN, which then spreads as nn.max_pool's does
-    pooled = jnp.where(values[3] == largest, corners[3], largest)
-    for corner, value in zip(corners[2::-1], values[2::-1], strict=True):
-        pooled = jnp.where(value == largest, corner, pooled)
-    return pooled
+
+    def corners(a: jax.Array) -> list[jax.Array]:
+        """The windows' four values in row-major order, each (B, H, W, C)."""
+        windows = a.reshape(b, h // 2, 2, w // 2, 2, c)
+        return [windows[:, :, i, :, j] for i in (0, 1) for j in (0, 1)]
+
+    values, steps = corners(x), corners(dx)
+    tangent = steps[3]
+    for value, step in zip(values[2::-1], steps[2::-1], strict=True):
+        tangent = jnp.where(value == pooled, step, tangent)
+    return pooled, tangent
 
 
 class MLP(nn.Module):
