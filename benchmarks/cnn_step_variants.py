@@ -7,8 +7,9 @@ on 8x8x1 images, SGD with momentum 0.9) with:
 
 - reduce-window: flax's nn.max_pool, whose gradient is XLA's select-and-scatter
   (the CNN before commit ac4676b);
-- select: `gex_core.training.models.max_pool_2x2` (the CNN since ac4676b, bitwise the
-  same training);
+- select: `gex_core.training.models.max_pool_2x2`, reduce-window's forward with its
+  derivative as elementwise selects (the CNN since 7ea90ec, bitwise the same
+  training);
 - select + patches: that pooling and each convolution as an explicit patches matrix
   times the kernel (im2col), which XLA runs as one matrix product. Not adopted: it
   changes the arithmetic (rounding only), and its patches outgrow the CPU's caches
