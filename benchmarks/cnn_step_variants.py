@@ -15,7 +15,10 @@ on 8x8x1 images, SGD with momentum 0.9) with:
   changes the arithmetic (rounding only), and its patches outgrow the CPU's caches
   at larger batches.
 
-Prints milliseconds per step (best of --repeats rounds of 50 steps) per batch size.
+Prints milliseconds per step (best of --repeats rounds of 50 steps) per batch size,
+then, at the evaluation batch (--eval-batch), the milliseconds of a forward pass and of
+the vector products with the parameters the scoring methods use (`jvp`: one tangent
+through the forward; `vjp`: one cotangent of the logits back) for the first two.
 """
 
 from __future__ import annotations
@@ -103,16 +106,52 @@ def step_ms(module: nn.Module, batch: int, repeats: int) -> float:
     return best * 1e3
 
 
+def products_ms(module: nn.Module, batch: int, repeats: int) -> dict[str, float]:
+    x = jax.random.normal(jax.random.key(0), (batch, 8, 8, 1))
+    params = VARIANTS["reduce-window"].init(jax.random.key(1), x)
+    tangent = jax.tree.map(jnp.ones_like, params)
+    cotangent = jnp.ones((batch, 10))
+
+    def forward(p):
+        return module.apply(p, x)
+
+    programs = {
+        "forward": (jax.jit(forward), (params,)),
+        "jvp": (
+            jax.jit(lambda p, t: jax.jvp(forward, (p,), (t,))[1]),
+            (params, tangent),
+        ),
+        "vjp": (jax.jit(lambda p, g: jax.vjp(forward, p)[1](g)), (params, cotangent)),
+    }
+    times = {}
+    for name, (program, arguments) in programs.items():
+        jax.block_until_ready(program(*arguments))
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(20):
+                out = program(*arguments)
+            jax.block_until_ready(out)
+            best = min(best, (time.perf_counter() - start) / 20)
+        times[name] = best * 1e3
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 128, 256, 512])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--eval-batch", type=int, default=512)
     args = parser.parse_args()
     print(f"ms per training step on {jax.devices()[0].platform}")
     print("batch  " + "  ".join(f"{name:>16}" for name in VARIANTS))
     for batch in args.batches:
         times = [step_ms(m, batch, args.repeats) for m in VARIANTS.values()]
         print(f"{batch:>5}  " + "  ".join(f"{t:>16.2f}" for t in times))
+    print(f"ms at batch {args.eval_batch}: forward, jvp, vjp")
+    for name in ("reduce-window", "select"):
+        times = products_ms(VARIANTS[name], args.eval_batch, args.repeats)
+        print(f"{name:>16}  " + "  ".join(f"{k} {v:.2f}" for k, v in times.items()))
 
 
 if __name__ == "__main__":
