@@ -79,6 +79,20 @@ VARIANTS = {
 }
 
 
+def best_ms(program, arguments: tuple, calls: int, repeats: int) -> float:
+    """Milliseconds per call of the compiled program: the best of `repeats` rounds
+    of `calls` calls, after one call that compiles it."""
+    jax.block_until_ready(program(*arguments))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = program(*arguments)
+        jax.block_until_ready(out)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best * 1e3
+
+
 def step_ms(module: nn.Module, batch: int, repeats: int) -> float:
     x = jax.random.normal(jax.random.key(0), (batch, 8, 8, 1))
     y = jnp.arange(batch) % 10
@@ -94,16 +108,7 @@ def step_ms(module: nn.Module, batch: int, repeats: int) -> float:
         updates, state = tx.update(jax.grad(loss)(p), state, p)
         return optax.apply_updates(p, updates), state
 
-    state = tx.init(params)
-    jax.block_until_ready(step(params, state))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(50):
-            out = step(params, state)
-        jax.block_until_ready(out)
-        best = min(best, (time.perf_counter() - start) / 50)
-    return best * 1e3
+    return best_ms(step, (params, tx.init(params)), 50, repeats)
 
 
 def products_ms(module: nn.Module, batch: int, repeats: int) -> dict[str, float]:
@@ -123,18 +128,10 @@ def products_ms(module: nn.Module, batch: int, repeats: int) -> dict[str, float]
         ),
         "vjp": (jax.jit(lambda p, g: jax.vjp(forward, p)[1](g)), (params, cotangent)),
     }
-    times = {}
-    for name, (program, arguments) in programs.items():
-        jax.block_until_ready(program(*arguments))
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(20):
-                out = program(*arguments)
-            jax.block_until_ready(out)
-            best = min(best, (time.perf_counter() - start) / 20)
-        times[name] = best * 1e3
-    return times
+    return {
+        name: best_ms(program, arguments, 20, repeats)
+        for name, (program, arguments) in programs.items()
+    }
 
 
 def main() -> None:
