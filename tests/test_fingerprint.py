@@ -1,4 +1,5 @@
 import ast
+import json
 import os
 import shutil
 from pathlib import Path
@@ -290,3 +291,69 @@ def test_the_dataset_stage_holds_only_the_configured_reader():
     digits = names("make_dataset.py")
     assert not [name for name in digits if "/readers/" in name and "common" not in name]
     assert reader_module("digits") is None
+
+
+def forget_parses():
+    """What a new process knows: no parse in memory (the cache file stays)."""
+    fingerprint._parse.cache_clear()
+    fingerprint._parse_cache.cache_clear()
+
+
+def test_a_new_process_reads_the_parses_from_the_cache_file(tree, monkeypatch):
+    shutil.rmtree(tree / "gex_core" / "__pycache__", ignore_errors=True)
+    forget_parses()
+    before = fingerprints(tree)
+    cache = tree / fingerprint.PARSE_CACHE
+    assert len(json.loads(cache.read_text())) >= 80  # every file of the closures
+    forget_parses()
+    parsed = []
+    parse_source = fingerprint._parse_source
+    monkeypatch.setattr(
+        fingerprint,
+        "_parse_source",
+        lambda source, name: parsed.append(name) or parse_source(source, name),
+    )
+    assert fingerprints(tree) == before and parsed == []
+    edit(tree / GEX, lambda text: text + "\n_EDITED = 1\n")  # a code change
+    forget_parses()
+    after = fingerprints(tree)
+    assert parsed == [str(tree / GEX)]  # only the edited file is parsed again
+    importers = {
+        stage
+        for stage, (script, extra) in stages().items()
+        if tree / GEX in module_closure(tree / "workflow_scripts" / script, tree, extra)
+    }
+    assert "influence.py[gex]" in importers and "pretrain.py" not in importers
+    assert {s for s in before if after[s] != before[s]} == importers
+
+
+@pytest.mark.parametrize("cache_text", ["not json", "[1, 2]", '{"key": 3}', None])
+def test_a_corrupt_or_foreign_parse_cache_is_not_used(tree, monkeypatch, cache_text):
+    """None: the cache holds wrong parses of these very files, made under other rules
+    (another Python, or another version of fingerprint.py)."""
+    shutil.rmtree(tree / "gex_core" / "__pycache__", ignore_errors=True)
+    forget_parses()
+    want = fingerprints(tree)
+    cache = tree / fingerprint.PARSE_CACHE
+    if cache_text is None:
+        cache.unlink()
+        forget_parses()
+        with monkeypatch.context() as other:
+            other.setattr(fingerprint, "_parse_rules", lambda: "3.99|other")
+            wrong = fingerprint._Parsed(frozenset(), bytes(32))
+            other.setattr(fingerprint, "_parse_source", lambda source, name: wrong)
+            assert fingerprints(tree) != want
+    else:
+        cache.write_text(cache_text)
+    forget_parses()
+    assert fingerprints(tree) == want
+
+
+def test_an_unwritable_parse_cache_changes_nothing(tree):
+    shutil.rmtree(tree / "gex_core" / "__pycache__", ignore_errors=True)
+    forget_parses()
+    want = fingerprints(tree)
+    shutil.rmtree(tree / "gex_core" / "__pycache__")
+    (tree / "gex_core" / "__pycache__").write_text("a file, not a folder")
+    forget_parses()
+    assert fingerprints(tree) == want

@@ -15,6 +15,8 @@ import ast
 import contextlib
 import functools
 import hashlib
+import json
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -75,20 +77,84 @@ def _scan(tree: ast.Module) -> frozenset[str]:
     return frozenset(m for m in modules if m == PACKAGE or m.startswith(PACKAGE + "."))
 
 
-@functools.cache
-def _parse(path: Path, mtime_ns: int, size: int) -> _Parsed:
-    """One parse per version of a file, for both its imports and its normalised code:
-    the Snakefile fingerprints every job script, and the scripts share most modules
-    (and every cluster job parses the workflow again)."""
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+def _parse_source(source: bytes, filename: str) -> _Parsed:
+    tree = ast.parse(source, filename=filename)
     imports = _scan(tree)
     code = ast.dump(tree, annotate_fields=True, include_attributes=False)
     return _Parsed(imports, hashlib.sha256(code.encode()).digest())
 
 
-def _parsed(path: Path) -> _Parsed:
+# Parses remembered across processes: every Snakemake start (and every cluster job)
+# would otherwise parse the ~90 files again, a quarter of a second. An entry is keyed by
+# the file's bytes, so an edited file is parsed again; the key also holds Python's
+# version (ast.dump's output changes with it) and this module's own source (the rules
+# that made the entry). The file sits in the package's __pycache__, beside Python's own
+# bytecode cache of the same sources.
+PARSE_CACHE = Path(PACKAGE) / "__pycache__" / "gex-fingerprints.json"
+PARSE_CACHE_ENTRIES = 2048
+
+
+@functools.cache
+def _parse_rules() -> str:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return f"{version}|{hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}"
+
+
+class _ParseCache:
+    """The JSON file {key: [imports, code digest hex]} of one package root, read once;
+    `save` writes it back (atomically) when parses were added. A file that cannot be
+    read or written is ignored: it is only a cache."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.added = False
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        self.entries: dict = known if isinstance(known, dict) else {}
+
+    def get(self, source: bytes, filename: str) -> _Parsed:
+        key = f"{_parse_rules()}|{hashlib.sha256(source).hexdigest()}"
+        entry = self.entries.get(key)
+        with contextlib.suppress(TypeError, ValueError):
+            imports, digest = entry
+            if isinstance(imports, list) and all(isinstance(m, str) for m in imports):
+                code_digest = bytes.fromhex(digest)
+                if len(code_digest) == hashlib.sha256().digest_size:
+                    return _Parsed(frozenset(imports), code_digest)
+        parsed = _parse_source(source, filename)
+        self.entries[key] = [sorted(parsed.imports), parsed.code_digest.hex()]
+        self.added = True
+        return parsed
+
+    def save(self) -> None:
+        if not self.added:
+            return
+        from gex_core.workflow.io import atomic_path
+
+        kept = dict(list(self.entries.items())[-PARSE_CACHE_ENTRIES:])  # the newest
+        with contextlib.suppress(OSError), atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(kept))  # OSError: a read-only installation
+        self.added = False
+
+
+@functools.cache
+def _parse_cache(package_root: Path) -> _ParseCache:
+    return _ParseCache(package_root / PARSE_CACHE)
+
+
+@functools.cache
+def _parse(path: Path, mtime_ns: int, size: int, package_root: Path) -> _Parsed:
+    """One parse per version of a file, for both its imports and its normalised code:
+    the Snakefile fingerprints every job script, and the scripts share most modules
+    (and every cluster job parses the workflow again)."""
+    return _parse_cache(package_root).get(path.read_bytes(), str(path))
+
+
+def _parsed(path: Path, package_root: Path) -> _Parsed:
     stat = path.stat()
-    return _parse(path, stat.st_mtime_ns, stat.st_size)
+    return _parse(path, stat.st_mtime_ns, stat.st_size, package_root)
 
 
 def _module_file(package_root: Path, module: str) -> Path | None:
@@ -115,7 +181,7 @@ def module_closure(
     pending: list[Path | str] = [script, *extra_modules]
     while pending:
         item = pending.pop()
-        names = {item} if isinstance(item, str) else _parsed(item).imports
+        names = {item} if isinstance(item, str) else _parsed(item, package_root).imports
         for name in names:
             parts = name.split(".")
             for depth in range(1, len(parts) + 1):
@@ -143,7 +209,8 @@ def source_fingerprint(
         # normalised code enters by its own (fixed-length) sha256.
         digest.update(len(relative).to_bytes(8, "big"))
         digest.update(relative)
-        digest.update(_parsed(path).code_digest)
+        digest.update(_parsed(path, root).code_digest)
+    _parse_cache(root).save()
     return digest.hexdigest()[:16]
 
 
@@ -160,8 +227,6 @@ def remembered_digest(key: str, compute, cache: Path | None) -> str:
     """The digest remembered under key (in this process, then in the JSON file
     `cache`; None: no file), else compute() remembered in both. A cache that cannot
     be read or written is ignored (it is only a cache)."""
-    import json
-
     from gex_core.workflow.io import write_json
 
     if key in _DIGESTS:
