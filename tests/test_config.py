@@ -1,8 +1,12 @@
 """Bad configs stop Snakemake before any job runs, with a message naming the key."""
 
 import pytest
+import yaml
 
+from gex_core.workflow.config import ConfigError, validate_config
 from tests.workflow_util import ROOT, snakemake
+
+SCHEMA = ROOT / "schemas" / "config.schema.yaml"
 
 CASES = {
     "unknown top-level key": ("modle: cnn\n", "config key modle: unknown key"),
@@ -67,7 +71,34 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# Run through real Snakemake: one schema error and one cross-field error (the Snakefile
+# validates the config before it plans anything), and the cases named while planning
+# (data files). Every case's message comes from the same validation, which
+# test_bad_config_is_named_by_the_validation checks in this process, without Snakemake's
+# start-up per case.
+THROUGH_SNAKEMAKE = (
+    "unknown nested key",
+    "checkpoints that do not fit",
+    "data set files missing",
+    "a folder as the data file",
+    "human labels file missing",
+)
+NAMED_WHILE_PLANNING = {
+    "data set files missing",
+    "a folder as the data file",
+    "human labels file missing",
+}
+
+
+@pytest.mark.parametrize("case", sorted(set(CASES) - NAMED_WHILE_PLANNING))
+def test_bad_config_is_named_by_the_validation(case):
+    text, message = CASES[case]
+    with pytest.raises(ConfigError) as error:
+        validate_config(yaml.safe_load(text), SCHEMA)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("case", THROUGH_SNAKEMAKE)
 def test_bad_config_fails_before_any_job(tmp_path, case):
     text, message = CASES[case]
     (tmp_path / "folder.npz").mkdir()
