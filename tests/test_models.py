@@ -71,11 +71,16 @@ def test_max_pool_2x2_is_nn_max_pool_in_values_and_gradients_behind_a_relu(
     assert (h == 0).mean() > 0.3
     assert (h[:, :4, :4] == h[:, :1, :1]).all() and (h[:, :1, :1] > 0).any()
     np.testing.assert_array_equal(max_pool_2x2(h, padding), reference(h))
-    np.testing.assert_array_equal(jax.grad(ours)(w), jax.grad(theirs)(w))
-    tangent = jax.random.normal(jax.random.key(3), w.shape)
+    # jitted, as in training (op by op, each compiles dozens of programs)
     np.testing.assert_array_equal(
-        jax.jvp(ours, (w,), (tangent,))[1], jax.jvp(theirs, (w,), (tangent,))[1]
+        jax.jit(jax.grad(ours))(w), jax.jit(jax.grad(theirs))(w)
     )
+    tangent = jax.random.normal(jax.random.key(3), w.shape)
+
+    def jvp(f):
+        return jax.jit(lambda w, t: jax.jvp(f, (w,), (t,))[1])(w, tangent)
+
+    np.testing.assert_array_equal(jvp(ours), jvp(theirs))
     diverged = h.at[1, 2, 3, 0].set(jnp.nan)
     np.testing.assert_array_equal(max_pool_2x2(diverged, padding), reference(diverged))
     with pytest.raises(ValueError, match="padding 'FULL' is not VALID or SAME"):
@@ -149,13 +154,16 @@ def test_running_statistics_are_never_trained_decayed_or_differentiated():
         logits = model.apply(v, x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-    grads = jax.grad(loss)(variables)
+    # jitted: op by op, the gradient alone compiles ~200 programs (~6 s on a CPU)
+    grads = jax.jit(jax.grad(loss))(variables)
     assert all(not np.any(g) for g in jax.tree.leaves(grads[BATCH_STATS]))
     assert any(np.any(g) for g in jax.tree.leaves(grads["params"]))
     only_params = sum(
-        float(jnp.sum(p**2)) for p in jax.tree.leaves(trainable(variables))
+        float(np.sum(np.asarray(p, np.float64) ** 2))
+        for p in jax.tree.leaves(trainable(variables))
     )
-    np.testing.assert_allclose(l2_penalty(variables), 0.5 * only_params, rtol=1e-6)
+    penalty = jax.jit(l2_penalty)(variables)
+    np.testing.assert_allclose(penalty, 0.5 * only_params, rtol=1e-6)
 
     tx = optax.sgd(0.1, momentum=0.9)
     step = make_train_step(model.train_forward, tx, 5.0e-4, "crop_flip")
