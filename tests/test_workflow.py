@@ -390,20 +390,24 @@ def test_every_registered_method_runs_on_real_workflow_artifacts(smoke):
 
 
 def test_sharded_scoring_reproduces_the_smoke_scores(smoke, tmp_path):
-    """shard_size splits gex and randproj into shard jobs (2 per method and seed:
+    """shard_size splits gex's and randproj's scoring into shard jobs (2 per method:
     rows 0:1024 and 1024:1293) and a merge; nothing upstream reruns, and with shards
-    a multiple of eval_batch_size the merged scores are bitwise the one-job scores."""
+    a multiple of eval_batch_size the merged scores are bitwise the one-job scores.
+    Seed 0 only: seed 1 takes the same paths."""
     workflow, original = smoke
     workdir = tmp_path / "run"
     shutil.copytree(original, workdir, symlinks=True)
-    args = ("--config", "shard_size=1024", "--until", "influence_gather")
+    targets = [
+        f"{RUN.format(seed=0)}/{method}/scores.npz" for method in (GEX, RANDPROJ)
+    ]
+    args = (*targets, "--config", "shard_size=1024")  # --config takes what follows
     assert planned_jobs(snakemake(workflow, workdir, "-n", *args)) == {
-        "influence_shard": 8,
-        "influence_gather": 4,
+        "influence_shard": 4,
+        "influence_gather": 2,
     }
     result = snakemake(workflow, workdir, "--cores", "2", *args)
     assert result.returncode == 0, result.stderr[-5000:]
-    for seed in (0, 1):
+    for seed in (0,):
         for method in (GEX, RANDPROJ):
             folder = RUN.format(seed=seed) + f"/{method}"
             shards = workdir / folder / "shards-1024"
