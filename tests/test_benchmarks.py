@@ -4,9 +4,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.workflow_util import ROOT
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_the_mnist_shaped_pipeline_at_its_tiny_size(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--size", "tiny",

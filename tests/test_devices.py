@@ -215,6 +215,7 @@ def test_a_batch_is_split_over_the_largest_count_dividing_batch_and_devices():
     assert split_count(64, 1) == 1
 
 
+@pytest.mark.slow
 def test_the_four_device_run_is_data_parallel(runs):
     one, four = runs[1], runs[4]
     assert int(one["device_count"]) == 1 and int(four["device_count"]) == 4
@@ -227,6 +228,7 @@ def test_the_four_device_run_is_data_parallel(runs):
     )
 
 
+@pytest.mark.slow
 def test_trained_parameters_and_member_losses_do_not_depend_on_devices(runs):
     one, four = runs[1], runs[4]
     trained = [k for k in one if k.split("/")[0] in ("pretrained", "member")]
@@ -236,6 +238,7 @@ def test_trained_parameters_and_member_losses_do_not_depend_on_devices(runs):
         assert_close(one[key], four[key], TRAINED_RTOL, key)
 
 
+@pytest.mark.slow
 def test_scores_do_not_depend_on_devices(runs):
     one, four = runs[1], runs[4]
     scored = [k for k in one if k.startswith("init_")]

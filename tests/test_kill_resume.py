@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from gex_core.workflow import paths
@@ -69,6 +70,7 @@ def kill_during_the_second_stage(process, log):
     raise AssertionError("the chain never reached its second stage")
 
 
+@pytest.mark.slow
 def test_killed_chain_resumes_and_ends_bitwise_as_an_uninterrupted_run(tmp_path):
     workflow = copy_workflow(tmp_path / "workflow")
     reference = make_workdir(tmp_path / "reference")

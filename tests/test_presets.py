@@ -141,6 +141,7 @@ def test_mnist_pruning_preset_plans_its_grid_without_detection(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_mnist_preset_runs_on_tiny_idx_files(tmp_path):
     """A real run of the mnist preset's DAG (VGG-8 with BN, crop augmentation), one
     seed and two methods to keep it short (a CPU compiles each VGG program for

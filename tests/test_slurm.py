@@ -173,6 +173,7 @@ def jobs_of(output: str) -> tuple[dict[str, str], dict[str, bool]]:
     return rule, local
 
 
+@pytest.mark.slow
 def test_slurm_run_matches_a_local_run(slurm_cluster, tmp_path, monkeypatch):
     workflow = copy_workflow(tmp_path / "workflow")
     profile = derive_test_profile(
