@@ -154,9 +154,10 @@ def test_checkpoint_of_another_model_is_refused_naming_both_models(
 
 
 def test_diverging_pretraining_fails_naming_stage_step_and_hyperparameters_and_leaves_nothing(
-    workflow, tmp_path
+    pretrained, tmp_path
 ):
-    workdir = tmp_path / "run"  # fresh: data and labels are made again
+    workflow, _ = pretrained
+    workdir = copy_run(pretrained, tmp_path)  # its data and labels: only pretrain runs
     lr = 1.0e4
     write_config(workdir, lr=lr)  # safe_dump writes 10000.0, a float to PyYAML
     train = TRAIN.replace("lr0.1-", f"lr{lr!r}-")
