@@ -329,8 +329,9 @@ def test_one_flipped_byte_in_a_cached_artifact_is_named_or_rebuilt(
         assert f"{artifact}: its sha256 differs from the one its job recorded" in log
         assert not (workdir / reader).exists()
         flip_one_byte(workdir / artifact)  # restored: the next case starts clean
-        result = snakemake(workflow, workdir, reader, "--cores", "2")
-        assert result.returncode == 0, result.stderr[-3000:]
+        if reader != detection:  # the rebuild below makes the last one again
+            result = snakemake(workflow, workdir, reader, "--cores", "2")
+            assert result.returncode == 0, result.stderr[-3000:]
     flip_one_byte(workdir / CHAIN)
     with contextlib.chdir(workdir):
         assert verify(["results"]) == 1
