@@ -426,6 +426,16 @@ def test_sharded_scoring_reproduces_the_smoke_scores(smoke, tmp_path):
             assert len(timing["shards"]) == 2
 
 
+SUMMARY_RULES = (
+    "summarize_detection",
+    "summarize_relabel",
+    "summarize_prune",
+    "summarize_label_issues",
+    "rank_agreement",
+    "cost_table",
+)
+
+
 def test_runs_are_bitwise_identical_on_4_cores_and_on_1(smoke, tmp_path):
     """A clean run of the smoke config with up to 4 jobs at once and a clean run of its
     seed 0 with one job at a time agree bit for bit on every checkpoint, score,
@@ -437,7 +447,8 @@ def test_runs_are_bitwise_identical_on_4_cores_and_on_1(smoke, tmp_path):
     second.mkdir()
     config = yaml.safe_load((first / "config.yaml").read_text())
     (second / "config.yaml").write_text(yaml.safe_dump({**config, "seeds": [0]}))
-    result = snakemake(workflow, second, "--cores", "1")
+    # the summaries over seeds are not compared: not made (7 jobs of 25)
+    result = snakemake(workflow, second, "--cores", "1", "--omit-from", *SUMMARY_RULES)
     assert result.returncode == 0, result.stderr[-5000:]
 
     def seed0(workdir: Path) -> dict[str, Path]:
