@@ -76,18 +76,16 @@ CASES = {
 # (data files). Every case's message comes from the same validation, which
 # test_bad_config_is_named_by_the_validation checks in this process, without Snakemake's
 # start-up per case.
-THROUGH_SNAKEMAKE = (
-    "unknown nested key",
-    "checkpoints that do not fit",
+NAMED_WHILE_PLANNING = (
     "data set files missing",
     "a folder as the data file",
     "human labels file missing",
 )
-NAMED_WHILE_PLANNING = {
-    "data set files missing",
-    "a folder as the data file",
-    "human labels file missing",
-}
+THROUGH_SNAKEMAKE = (
+    "unknown nested key",
+    "checkpoints that do not fit",
+    *NAMED_WHILE_PLANNING,
+)
 
 
 @pytest.mark.parametrize("case", sorted(set(CASES) - NAMED_WHILE_PLANNING))
