@@ -88,7 +88,7 @@ THROUGH_SNAKEMAKE = (
 )
 
 
-@pytest.mark.parametrize("case", sorted(set(CASES) - NAMED_WHILE_PLANNING))
+@pytest.mark.parametrize("case", sorted(set(CASES) - set(NAMED_WHILE_PLANNING)))
 def test_bad_config_is_named_by_the_validation(case):
     text, message = CASES[case]
     with pytest.raises(ConfigError) as error:
