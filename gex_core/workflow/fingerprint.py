@@ -100,19 +100,34 @@ def _parse_rules() -> str:
     return f"{version}|{hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}"
 
 
+def _read_cache_file(path: Path) -> dict:
+    """A cache file's JSON object; {} when it is missing, unreadable or not an object
+    (it is only a cache)."""
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _write_cache_file(path: Path, entries: dict, limit: int) -> None:
+    """Write the newest `limit` of entries (insertion order) atomically; a file that
+    cannot be written (a read-only folder) is left as it is."""
+    from gex_core.workflow.io import atomic_path
+
+    newest = dict(list(entries.items())[-limit:])
+    with contextlib.suppress(OSError), atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(newest))
+
+
 class _ParseCache:
     """The JSON file {key: [imports, code digest hex]} of one package root, read once;
-    `save` writes it back (atomically) when parses were added. A file that cannot be
-    read or written is ignored: it is only a cache."""
+    `save` writes it back when parses were added."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.added = False
-        try:
-            known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            known = {}
-        self.entries: dict = known if isinstance(known, dict) else {}
+        self.entries = _read_cache_file(path)
 
     def get(self, source: bytes, filename: str) -> _Parsed:
         key = f"{_parse_rules()}|{hashlib.sha256(source).hexdigest()}"
@@ -129,14 +144,9 @@ class _ParseCache:
         return parsed
 
     def save(self) -> None:
-        if not self.added:
-            return
-        from gex_core.workflow.io import atomic_path
-
-        kept = dict(list(self.entries.items())[-PARSE_CACHE_ENTRIES:])  # the newest
-        with contextlib.suppress(OSError), atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps(kept))  # OSError: a read-only installation
-        self.added = False
+        if self.added:
+            _write_cache_file(self.path, self.entries, PARSE_CACHE_ENTRIES)
+            self.added = False
 
 
 @functools.cache
@@ -227,26 +237,15 @@ def remembered_digest(key: str, compute, cache: Path | None) -> str:
     """The digest remembered under key (in this process, then in the JSON file
     `cache`; None: no file), else compute() remembered in both. A cache that cannot
     be read or written is ignored (it is only a cache)."""
-    from gex_core.workflow.io import write_json
-
     if key in _DIGESTS:
         return _DIGESTS[key]
-    known: dict = {}
-    if cache is not None:
-        try:
-            known = json.loads(Path(cache).read_text())
-        except (OSError, ValueError):
-            known = {}
-        if not isinstance(known, dict):
-            known = {}
-        if isinstance(known.get(key), str):
-            _DIGESTS[key] = known[key]
-            return known[key]
+    known = {} if cache is None else _read_cache_file(Path(cache))
+    if isinstance(known.get(key), str):
+        _DIGESTS[key] = known[key]
+        return known[key]
     digest = _DIGESTS[key] = compute()
     if cache is not None:
-        entries = list(known.items())[-(DIGEST_CACHE_ENTRIES - 1) :]
-        with contextlib.suppress(OSError):  # a read-only working directory
-            write_json(cache, dict([*entries, (key, digest)]))
+        _write_cache_file(Path(cache), {**known, key: digest}, DIGEST_CACHE_ENTRIES)
     return digest
 
 
