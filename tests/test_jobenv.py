@@ -4,8 +4,10 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from gex_core.workflow.jobenv import COMPILE_REPORT
+from gex_core.workflow.provenance import read_provenance
 
 JOB = """
 from gex_core.workflow.jobenv import start_job
@@ -63,3 +65,41 @@ def test_a_users_settings_win(tmp_path):
     # cache off: nothing written, every compile is a real one
     assert not (tmp_path / "elsewhere").exists()
     assert report["cache_hits"] == 0 and report["compile_s"] > 0
+
+
+def test_a_finished_job_ends_at_once_with_its_log_and_outputs_complete(tmp_path):
+    """finish() ends the process (`end_process`): exit status 0, nothing after it runs,
+    yet the atexit handlers ran (the compile report is the log's last line), the log
+    holds everything printed, the outputs' records and the compiled program are on
+    disk."""
+    root = Path(__file__).resolve().parents[1]
+    script = f"""
+import sys
+sys.path.insert(0, {str(root)!r})
+from pathlib import Path
+from tests.test_provenance import fake_snakemake
+from gex_core.workflow.jobenv import begin_job
+tmp = Path({str(tmp_path)!r})
+job = begin_job(fake_snakemake(tmp, ["out.txt"], rule="demo"))
+import jax, jax.numpy as jnp
+print("sum", float(jax.jit(lambda x: jnp.sin(x).sum())(jnp.ones(3))))
+(tmp / "out.txt").write_text("done")
+job.finish()
+(tmp / "after_finish").write_text("ran")
+"""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPIL")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**clean, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    log = (tmp_path / "job.log").read_text().splitlines()
+    assert done.returncode == 0, done.stderr + "\n".join(log)
+    assert not (tmp_path / "after_finish").exists()
+    assert any(line.startswith("sum 2.524") for line in log)  # 3 sin(1) = 2.5244
+    report = json.loads(log[-1].removeprefix(COMPILE_REPORT + " "))
+    assert report["rule"] == "demo" and report["cache_misses"] >= 1
+    assert read_provenance(tmp_path / "out.txt")["rule"] == "demo"
+    assert any((tmp_path / "cache").iterdir())
