@@ -13,12 +13,16 @@ one process measures, in this order and interleaved over --repeats rounds:
   of tracing, lowering and compiling counted by JAX's monitoring events;
 - jax compute: jax cold less its compilation (each call builds its own jitted
   functions, so a second call in one process would compile again);
+- jax warm: the same call in a fresh process whose persistent compilation cache
+  already holds every program (filled by a process before it), as the workflow's
+  later pretraining and retraining jobs run it; it still traces and lowers;
 - jax steps: the compiled train step alone, called once per step of the recipe on
   the same batches (the stepping floor);
 - torch: the same CNN (PyTorch default init), recipe and per-epoch evaluation in
   PyTorch on the same threads (optional: `pip install -e '.[bench]'`).
 
-It prints the median of each and the ratios jax cold / torch and jax compute / torch.
+It prints the median of each and the ratios of jax cold, warm, compute and steps to
+torch.
 With --logs (a workflow run's logs/ folder) it also splits each rule's job time into
 start-up (the process before the job's first line: interpreter and imports),
 compilation and the rest, from the jobs' `jax-compile` lines and the run's
@@ -34,6 +38,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,6 +97,35 @@ def jax_pretrain(data, epochs: int) -> tuple[float, float]:
     )  # fmt: skip
     jax.block_until_ready(result.params)
     return time.perf_counter() - start, COMPILE_SECONDS[0]
+
+
+def jax_pretrain_warm(epochs: int) -> tuple[float, float]:
+    """(wall seconds, compile seconds) of `jax_pretrain` in a fresh process with the
+    workflow's job settings and a persistent compilation cache that a first process
+    filled."""
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
+        "from gex_core.workflow.jobenv import start_job; start_job(None); "
+        "import jax.monitoring, profile_training as p; "
+        "jax.monitoring.register_event_duration_secs_listener(p._count_compile); "
+        f"print(json.dumps(p.jax_pretrain(p.digits(), {epochs})))"
+    )
+    with tempfile.TemporaryDirectory() as cache:
+        env = {
+            **os.environ,
+            "JAX_ENABLE_COMPILATION_CACHE": "true",
+            "JAX_COMPILATION_CACHE_DIR": cache,
+        }
+        for _ in range(2):  # the first process fills the cache
+            done = subprocess.run(
+                [sys.executable, "-c", code],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+    wall, compiled = json.loads(done.stdout.strip().splitlines()[-1])
+    return wall, compiled
 
 
 def jax_steps(data, epochs: int) -> float:
@@ -209,7 +243,16 @@ def main() -> None:
     data = digits()
     runs: dict[str, list[float]] = {
         k: []
-        for k in ("import", "jax cold", "compile", "jax compute", "jax steps", "torch")
+        for k in (
+            "import",
+            "jax cold",
+            "compile",
+            "jax compute",
+            "jax warm",
+            "warm compile",
+            "jax steps",
+            "torch",
+        )  # fmt: skip
     }
     for _ in range(args.repeats):
         jax.clear_caches()
@@ -218,6 +261,9 @@ def main() -> None:
         runs["jax cold"].append(cold)
         runs["compile"].append(compiled)
         runs["jax compute"].append(cold - compiled)
+        warm, warm_compiled = jax_pretrain_warm(args.epochs)
+        runs["jax warm"].append(warm)
+        runs["warm compile"].append(warm_compiled)
         runs["jax steps"].append(jax_steps(data, args.epochs))
         seconds = torch_pretrain(data, args.epochs)
         if seconds is not None:
@@ -227,9 +273,9 @@ def main() -> None:
         f"digits CNN, {args.epochs} epochs, median of {args.repeats} interleaved rounds"
     )
     for name, seconds in median.items():
-        print(f"  {name:10s} {seconds:7.2f} s")
+        print(f"  {name:12s} {seconds:7.2f} s")
     if "torch" in median:
-        for name in ("jax cold", "jax compute", "jax steps"):
+        for name in ("jax cold", "jax warm", "jax compute", "jax steps"):
             print(f"  {name} / torch = {median[name] / median['torch']:.2f}")
     if args.logs:
         print("\nper rule (sums over jobs): start-up, compilation, the rest")
