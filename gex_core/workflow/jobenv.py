@@ -97,7 +97,8 @@ def begin_job(smk, uses_jax: bool = True) -> Job:
     settings, compile-time report for JAX jobs), remove provenance records left
     beside its outputs by an earlier run (Snakemake removed the outputs themselves),
     and check every input against the digest its provenance records (`verify`).
-    Scripts call `job.finish()` once their outputs are written."""
+    Scripts call `job.finish()` last, once their outputs are written: it ends the
+    process."""
     from gex_core.workflow.provenance import iso_utc, provenance_path
 
     start = time.time()
