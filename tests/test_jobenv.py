@@ -4,10 +4,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from gex_core.workflow.jobenv import COMPILE_REPORT
 from gex_core.workflow.provenance import read_provenance
+from tests.workflow_util import ROOT
 
 JOB = """
 from gex_core.workflow.jobenv import start_job
@@ -72,10 +72,9 @@ def test_a_finished_job_ends_at_once_with_its_log_and_outputs_complete(tmp_path)
     yet the atexit handlers ran (the compile report is the log's last line), the log
     holds everything printed, the outputs' records and the compiled program are on
     disk."""
-    root = Path(__file__).resolve().parents[1]
     script = f"""
 import sys
-sys.path.insert(0, {str(root)!r})
+sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 from tests.test_provenance import fake_snakemake
 from gex_core.workflow.jobenv import begin_job

@@ -70,10 +70,10 @@ class Job:
             every_s=0.0 if every_s is None else float(every_s),
         )
 
-    def finish(self, exit_process: bool = True) -> None:
+    def finish(self) -> None:
         """Call after every output is written: write each one's provenance record,
-        delete the job's in-progress state and, with exit_process, end the process
-        (`end_process`): nothing may follow this call in a script."""
+        delete the job's in-progress state and end the process (`end_process`):
+        nothing may follow this call in a script."""
         from gex_core.workflow.provenance import job_provenance, write_provenance
 
         record = job_provenance(
@@ -88,8 +88,7 @@ class Job:
         for output in self.smk.output:
             write_provenance(output, record)
         self.resume.clear()
-        if exit_process:
-            end_process()
+        end_process()
 
 
 def begin_job(smk, uses_jax: bool = True) -> Job:
@@ -117,8 +116,8 @@ def end_process() -> None:
     (the compile report, logging's flush), flush the streams, and leave by os._exit.
 
     That skips the interpreter's teardown, which frees XLA's client and about a
-    thousand modules: 0.25-0.45 s a job on a CPU, a tenth of the default run's job
-    time, for nothing a job's outputs need (every file it wrote is closed by then).
+    thousand modules: 0.25-0.45 s a job on a CPU (the default run's jobs added up to
+    0.81x their time without it; docs/results.md), for nothing a job's outputs need (every file it wrote is closed by then).
     Where the interpreter offers no way to run the handlers first, the process ends
     normally, later."""
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
